@@ -152,19 +152,15 @@ pub enum VectorError {
 
 /// Reads and parses one vector file.
 pub fn load(path: &Path) -> Result<VectorFile, VectorError> {
-    let text = std::fs::read_to_string(path).map_err(|source| VectorError::Io {
-        path: path.to_owned(),
-        source,
-    })?;
-    ron::Options::default()
-        .with_default_extension(ron::extensions::Extensions::IMPLICIT_SOME)
-        .from_str(&text)
-        .map_err(|e| VectorError::Parse {
+    let text = std::fs::read_to_string(path).map_err(|source| VectorError::Io { path: path.to_owned(), source })?;
+    ron::Options::default().with_default_extension(ron::extensions::Extensions::IMPLICIT_SOME).from_str(&text).map_err(
+        |e| VectorError::Parse {
             path: path.to_owned(),
             line: e.span.start.line,
             col: e.span.start.col,
             msg: e.code.to_string(),
-        })
+        },
+    )
 }
 
 /// Expands files and directories (non-recursive, `.ron` only) into a sorted
@@ -173,10 +169,7 @@ pub fn collect(paths: &[PathBuf]) -> Result<Vec<PathBuf>, VectorError> {
     let mut out = Vec::new();
     for p in paths {
         if p.is_dir() {
-            let rd = std::fs::read_dir(p).map_err(|source| VectorError::Io {
-                path: p.clone(),
-                source,
-            })?;
+            let rd = std::fs::read_dir(p).map_err(|source| VectorError::Io { path: p.clone(), source })?;
             let mut files: Vec<PathBuf> = rd
                 .filter_map(|e| e.ok().map(|e| e.path()))
                 .filter(|f| f.extension().is_some_and(|x| x == "ron"))
