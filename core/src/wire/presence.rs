@@ -1,0 +1,230 @@
+//! Quorum-sensing and proof-of-life messages: PRESENCE_PULSE (ES-2.4),
+//! MODE_ANNOUNCE (0x11, laid out here per SPEC-NOTES 8) and HEARTBEAT
+//! (ES-2.10).
+//!
+//! PRESENCE_PULSE version 2 adds a timestamp (SPEC-NOTES 33: Ed25519 is
+//! deterministic, so a v1 pulse replays forever and keeps a dead node
+//! "alive") and the sender's transmit power in dBm (SPEC-NOTES 34: without
+//! it a node can fake its distance by lowering its power). HEARTBEAT already
+//! carries a timestamp, and MODE_ANNOUNCE is ours, so both have one layout
+//! for both versions. Offsets: `docs/wire-mesh.md`.
+//!
+//! The helpers shared by every body file live here too: [`Mode`],
+//! [`capability`] flags and [`check_ext`].
+
+use super::{BodyRepr, MessageType, Reader, Version, WireError, Writer};
+use crate::types::{HashPrefix2, Timestamp};
+
+/// Quorum-sensing operating mode (ES-3.2), as carried in PRESENCE_PULSE,
+/// MODE_ANNOUNCE and HEARTBEAT.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub enum Mode {
+    /// 0: fewer than THETA_LOW neighbours.
+    Solo,
+    /// 1: between the thresholds.
+    Quorum,
+    /// 2: more than THETA_HIGH neighbours.
+    Swarm,
+}
+
+impl Mode {
+    /// Decodes a mode byte; anything above 2 names no mode.
+    pub fn from_u8(v: u8) -> Result<Self, WireError> {
+        Self::named("mode", v)
+    }
+    /// Decodes a mode byte held in the field `field` (for the error).
+    pub fn named(field: &'static str, v: u8) -> Result<Self, WireError> {
+        match v {
+            0 => Ok(Mode::Solo),
+            1 => Ok(Mode::Quorum),
+            2 => Ok(Mode::Swarm),
+            other => Err(WireError::InvalidField { field, value: other as u32 }),
+        }
+    }
+    /// The byte on the wire.
+    pub fn to_u8(self) -> u8 {
+        match self {
+            Mode::Solo => 0,
+            Mode::Quorum => 1,
+            Mode::Swarm => 2,
+        }
+    }
+}
+
+/// Bits of `capability_flags` (ES-13.2 bits 0–3, ES-16.4 bit 4). Unknown
+/// bits are carried unchanged so newer nodes stay decodable.
+pub mod capability {
+    /// Bluetooth LE mesh.
+    pub const BLE: u8 = 1 << 0;
+    /// WiFi / ESP-NOW.
+    pub const WIFI: u8 = 1 << 1;
+    /// LoRa radio.
+    pub const LORA: u8 = 1 << 2;
+    /// Ultra-wideband ranging.
+    pub const UWB: u8 = 1 << 3;
+    /// Acts as an LPWAN gateway for Dust nodes (ES-16.4).
+    pub const LPWAN_GATEWAY: u8 = 1 << 4;
+}
+
+/// Checks that a version-2 extension is present exactly when the version
+/// is 2: a v1 frame cannot carry it and a v2 frame must.
+pub fn check_ext<T>(msg_type: MessageType, version: Version, ext: &Option<T>) -> Result<(), WireError> {
+    match (version, ext.is_some()) {
+        (Version::V1, false) | (Version::V2, true) => Ok(()),
+        _ => Err(WireError::VersionMismatch { msg_type: msg_type.to_u8(), version: version.to_u8() }),
+    }
+}
+
+/// Version-2 fields of a PRESENCE_PULSE.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct PresencePulseV2 {
+    /// Send time on the sender's synced clock; receivers drop stale pulses.
+    pub timestamp: Timestamp,
+    /// Transmit power in dBm, so receivers compute path loss, not raw RSSI.
+    pub tx_power_dbm: i8,
+}
+
+/// A PRESENCE_PULSE body (ES-2.4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct PresencePulse {
+    /// Sender's current quorum mode.
+    pub mode: Mode,
+    /// Neighbours the sender observes.
+    pub neighbor_count: u8,
+    /// Freshness and transmit power; `Some` exactly in version 2.
+    pub v2: Option<PresencePulseV2>,
+}
+
+/// Body length of a version-1 PRESENCE_PULSE (frame 78 bytes).
+pub const PRESENCE_BODY_V1: usize = 2;
+/// Body length of a version-2 PRESENCE_PULSE (frame 83 bytes).
+pub const PRESENCE_BODY_V2: usize = 7;
+
+impl BodyRepr for PresencePulse {
+    const MSG_TYPE: MessageType = MessageType::PresencePulse;
+
+    fn parse_body(version: Version, r: &mut Reader<'_>) -> Result<Self, WireError> {
+        let mode = Mode::from_u8(r.u8()?)?;
+        let neighbor_count = r.u8()?;
+        let v2 = match version {
+            Version::V1 => None,
+            Version::V2 => Some(PresencePulseV2 { timestamp: r.u32()?, tx_power_dbm: r.i8()? }),
+        };
+        Ok(PresencePulse { mode, neighbor_count, v2 })
+    }
+
+    fn emit_body(&self, version: Version, w: &mut Writer<'_>) -> Result<(), WireError> {
+        check_ext(Self::MSG_TYPE, version, &self.v2)?;
+        w.u8(self.mode.to_u8())?;
+        w.u8(self.neighbor_count)?;
+        if let Some(x) = self.v2 {
+            w.u32(x.timestamp)?;
+            w.i8(x.tx_power_dbm)?;
+        }
+        Ok(())
+    }
+
+    fn body_len(&self, version: Version) -> usize {
+        match version {
+            Version::V1 => PRESENCE_BODY_V1,
+            Version::V2 => PRESENCE_BODY_V2,
+        }
+    }
+}
+
+/// A MODE_ANNOUNCE body (our layout, SPEC-NOTES 8): the mode plus the
+/// capability flags ES-16.4 says gateways advertise here. Same in v1 and v2.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct ModeAnnounce {
+    /// The mode now in force.
+    pub mode: Mode,
+    /// The mode before the change (equal to `mode` on a periodic announce).
+    pub previous_mode: Mode,
+    /// Smoothed neighbour count that drove the decision.
+    pub neighbor_count: u8,
+    /// [`capability`] bits.
+    pub capability_flags: u8,
+    /// Send time on the sender's synced clock (SPEC-NOTES 33).
+    pub timestamp: Timestamp,
+}
+
+/// Body length of MODE_ANNOUNCE in both versions (frame 84 bytes).
+pub const MODE_ANNOUNCE_BODY: usize = 8;
+
+impl BodyRepr for ModeAnnounce {
+    const MSG_TYPE: MessageType = MessageType::ModeAnnounce;
+
+    fn parse_body(_: Version, r: &mut Reader<'_>) -> Result<Self, WireError> {
+        Ok(ModeAnnounce {
+            mode: Mode::from_u8(r.u8()?)?,
+            previous_mode: Mode::named("previous_mode", r.u8()?)?,
+            neighbor_count: r.u8()?,
+            capability_flags: r.u8()?,
+            timestamp: r.u32()?,
+        })
+    }
+
+    fn emit_body(&self, _: Version, w: &mut Writer<'_>) -> Result<(), WireError> {
+        w.u8(self.mode.to_u8())?;
+        w.u8(self.previous_mode.to_u8())?;
+        w.u8(self.neighbor_count)?;
+        w.u8(self.capability_flags)?;
+        w.u32(self.timestamp)
+    }
+
+    fn body_len(&self, _: Version) -> usize {
+        MODE_ANNOUNCE_BODY
+    }
+}
+
+/// A HEARTBEAT body (ES-2.10). Same in v1 and v2: it already carries a
+/// timestamp.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct Heartbeat {
+    /// Send time on the sender's synced clock.
+    pub timestamp: Timestamp,
+    /// Seconds since the sender last booted.
+    pub uptime: u32,
+    /// Battery 0–254, or [`BATTERY_MAINS`].
+    pub battery_level: u8,
+    /// Sender's quorum mode.
+    pub mode: Mode,
+    /// First two bytes of the sender's newest DAG entry hash.
+    pub dag_tip_hash: HashPrefix2,
+}
+
+/// `battery_level` of a mains-powered node (ES-2.10).
+pub const BATTERY_MAINS: u8 = 0xFF;
+/// Body length of HEARTBEAT in both versions (frame 88 bytes).
+pub const HEARTBEAT_BODY: usize = 12;
+
+impl BodyRepr for Heartbeat {
+    const MSG_TYPE: MessageType = MessageType::Heartbeat;
+
+    fn parse_body(_: Version, r: &mut Reader<'_>) -> Result<Self, WireError> {
+        Ok(Heartbeat {
+            timestamp: r.u32()?,
+            uptime: r.u32()?,
+            battery_level: r.u8()?,
+            mode: Mode::from_u8(r.u8()?)?,
+            dag_tip_hash: HashPrefix2(r.array()?),
+        })
+    }
+
+    fn emit_body(&self, _: Version, w: &mut Writer<'_>) -> Result<(), WireError> {
+        w.u32(self.timestamp)?;
+        w.u32(self.uptime)?;
+        w.u8(self.battery_level)?;
+        w.u8(self.mode.to_u8())?;
+        w.put(self.dag_tip_hash.as_bytes())
+    }
+
+    fn body_len(&self, _: Version) -> usize {
+        HEARTBEAT_BODY
+    }
+}
