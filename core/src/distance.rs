@@ -68,10 +68,8 @@ pub struct DistanceEstimate {
 
 impl DistanceEstimate {
     /// The ES-11.6 fallback: 30 m, flagged as unknown.
-    pub const UNKNOWN: DistanceEstimate = DistanceEstimate {
-        cm: MAX_REASONABLE_DISTANCE,
-        method: DistanceMethod::Unknown,
-    };
+    pub const UNKNOWN: DistanceEstimate =
+        DistanceEstimate { cm: MAX_REASONABLE_DISTANCE, method: DistanceMethod::Unknown };
 
     /// False for the fallback, whose spatial check proves little.
     pub fn is_known(&self) -> bool {
@@ -345,9 +343,7 @@ pub fn estimate_distance(
     cal: &RssiCalibration,
 ) -> DistanceEstimate {
     let fixed = static_distance(me, them, manifest);
-    let radio = tracker
-        .and_then(|t| t.median(cal))
-        .map(|s| rssi_to_distance_cm(s.rssi, s.tx_power, env, cal));
+    let radio = tracker.and_then(|t| t.median(cal)).map(|s| rssi_to_distance_cm(s.rssi, s.tx_power, env, cal));
     combine(fixed, radio)
 }
 
@@ -382,7 +378,7 @@ mod tests {
 
     #[test]
     fn outdoor_distance_is_capped_at_the_fallback() {
-        // 10^(35/22) m = 38.9 m before the cap.
+        // 10^(35/22) m = 39.0 m before the cap.
         assert_eq!(rssi_to_distance_cm(-94, 0, Environment::Outdoor, &CAL), 3000);
         assert_eq!(rssi_to_distance_cm(-90, 20, Environment::Indoor, &CAL), 3000);
     }
@@ -421,12 +417,7 @@ mod tests {
 
     #[test]
     fn entry_is_23_bytes_little_endian() {
-        let e = DeploymentEntry {
-            device_id: id(7),
-            position_cm: [1, -1, 0x0102_0304],
-            floor: 9,
-            zone: 0xBEEF,
-        };
+        let e = DeploymentEntry { device_id: id(7), position_cm: [1, -1, 0x0102_0304], floor: 9, zone: 0xBEEF };
         let b = e.to_bytes();
         assert_eq!(b.len(), 23);
         assert_eq!(&b[8..12], &[1, 0, 0, 0]);

@@ -35,10 +35,7 @@
 //! owner calls [`PheromoneField::set_lambda`], which is O(n) and rare.
 
 use crate::dag::Trace;
-use crate::types::{
-    Confidence, DeviceId, QuantityType, Reading, Timestamp, Weight, LAMBDA_DEFAULT,
-    MAX_DAG_ENTRIES,
-};
+use crate::types::{Confidence, DeviceId, QuantityType, Reading, Timestamp, Weight, LAMBDA_DEFAULT, MAX_DAG_ENTRIES};
 
 /// Decay below which an entry no longer counts (ES-4.5: "below 3 %").
 pub const DECAY_CUTOFF: f32 = 0.03;
@@ -426,17 +423,9 @@ impl<const N: usize> PheromoneField<N> {
         let q = quantity.to_u8();
         let a = self.acc[q as usize];
         if a.count == 0 {
-            return FieldQuery {
-                consensus_value: None,
-                active_traces: 0,
-                range: None,
-                total_weight: 0.0,
-            };
+            return FieldQuery { consensus_value: None, active_traces: 0, range: None, total_weight: 0.0 };
         }
-        let range = Some((
-            self.slots[a.min_head as usize].reading,
-            self.slots[a.max_head as usize].reading,
-        ));
+        let range = Some((self.slots[a.min_head as usize].reading, self.slots[a.max_head as usize].reading));
         let (mut sw, mut swr) = (0.0f64, 0.0f64);
         if a.weighted > 0 {
             let base = self.exponent_factor(now, -1.0);
@@ -455,17 +444,8 @@ impl<const N: usize> PheromoneField<N> {
                 cur = s.prev;
             }
         }
-        let consensus_value = if sw > 0.0 {
-            Some((swr / sw) as Reading)
-        } else {
-            None
-        };
-        FieldQuery {
-            consensus_value,
-            active_traces: a.count,
-            range,
-            total_weight: sw.max(0.0) as f32,
-        }
+        let consensus_value = if sw > 0.0 { Some((swr / sw) as Reading) } else { None };
+        FieldQuery { consensus_value, active_traces: a.count, range, total_weight: sw.max(0.0) as f32 }
     }
 
     /// Drops every entry of `device` (ES-10.3 death certificate); returns
@@ -680,11 +660,7 @@ impl<const N: usize> PheromoneField<N> {
         if succ != NIL && !Self::beats(side, r, self.slots[succ as usize].reading) {
             return;
         }
-        let mut p = if succ == NIL {
-            *self.ends(side, q).1
-        } else {
-            self.links(side, succ).0
-        };
+        let mut p = if succ == NIL { *self.ends(side, q).1 } else { self.links(side, succ).0 };
         while p != NIL && !Self::beats(side, self.slots[p as usize].reading, r) {
             let pp = self.links(side, p).0;
             self.unlink_deque(side, p);
@@ -826,10 +802,7 @@ mod tests {
                 return Err(DepositError::Expired);
             }
             let entries = core::mem::take(&mut self.entries);
-            self.entries = entries
-                .into_iter()
-                .filter(|e| self.decay(now, e.1) >= DECAY_CUTOFF)
-                .collect();
+            self.entries = entries.into_iter().filter(|e| self.decay(now, e.1) >= DECAY_CUTOFF).collect();
             if self.entries.len() >= self.cap {
                 let mut oldest = 0;
                 for (i, e) in self.entries.iter().enumerate() {
@@ -846,12 +819,13 @@ mod tests {
 
         /// Our query also collects expired entries (the spec's only collects
         /// on deposit); this matters only when λ is lowered afterwards.
-        fn query(&mut self, q: QuantityType, now: Timestamp) -> (Option<Reading>, u16, Option<(Reading, Reading)>, f32) {
+        fn query(
+            &mut self,
+            q: QuantityType,
+            now: Timestamp,
+        ) -> (Option<Reading>, u16, Option<(Reading, Reading)>, f32) {
             let entries = core::mem::take(&mut self.entries);
-            self.entries = entries
-                .into_iter()
-                .filter(|e| self.decay(now, e.1) >= DECAY_CUTOFF)
-                .collect();
+            self.entries = entries.into_iter().filter(|e| self.decay(now, e.1) >= DECAY_CUTOFF).collect();
             let (mut ws, mut w, mut n) = (0.0f32, 0.0f32, 0u16);
             let (mut lo, mut hi) = (i16::MAX, i16::MIN);
             for e in self.entries.iter().filter(|e| e.2 == q.to_u8()) {

@@ -255,10 +255,7 @@ pub struct Corroborator<const C: usize = 32> {
 impl<const C: usize> Corroborator<C> {
     /// Pairs copies at most `window` seconds apart.
     pub fn new(window: u32) -> Self {
-        Corroborator {
-            pending: heapless::Vec::new(),
-            window,
-        }
+        Corroborator { pending: heapless::Vec::new(), window }
     }
 
     /// Sightings held.
@@ -275,13 +272,8 @@ impl<const C: usize> Corroborator<C> {
     /// and remembers it otherwise.
     pub fn observe(&mut self, now: Timestamp, t: &GatewayTrace) -> CrossCheck {
         let window = self.window as i64;
-        self.pending
-            .retain(|s| (0..=window).contains(&elapsed(now, s.seen_at)));
-        if let Some(s) = self
-            .pending
-            .iter()
-            .find(|s| s.device == t.device && s.frame_counter == t.frame_counter)
-        {
+        self.pending.retain(|s| (0..=window).contains(&elapsed(now, s.seen_at)));
+        if let Some(s) = self.pending.iter().find(|s| s.device == t.device && s.frame_counter == t.frame_counter) {
             let (first, second) = (s.gateway, t.gateway);
             return match (s.reading == t.reading, first == second) {
                 (true, true) => CrossCheck::Repeat,
@@ -297,10 +289,7 @@ impl<const C: usize> Corroborator<C> {
             seen_at: now,
         };
         if let Err(new) = self.pending.push(new) {
-            let oldest = self
-                .pending
-                .iter_mut()
-                .max_by_key(|s| now.wrapping_sub(s.seen_at));
+            let oldest = self.pending.iter_mut().max_by_key(|s| now.wrapping_sub(s.seen_at));
             if let Some(slot) = oldest {
                 *slot = new;
             }
@@ -332,10 +321,7 @@ pub struct GatewayMonitor<const G: usize = 4, const D: usize = MAX_DUST_PER_GATE
 impl<const G: usize, const D: usize, const C: usize> GatewayMonitor<G, D, C> {
     /// No gateways yet; copies at most `window` seconds apart are paired.
     pub fn new(window: u32) -> Self {
-        GatewayMonitor {
-            profiles: heapless::Vec::new(),
-            corroborator: Corroborator::new(window),
-        }
+        GatewayMonitor { profiles: heapless::Vec::new(), corroborator: Corroborator::new(window) }
     }
 
     /// Creates the profile of a newly recognised gateway (ES-16.4 step 3).
@@ -343,9 +329,7 @@ impl<const G: usize, const D: usize, const C: usize> GatewayMonitor<G, D, C> {
         if self.profile(&id).is_some() {
             return Err(GatewayError::DuplicateGateway);
         }
-        self.profiles
-            .push(GatewayProfile::new(id))
-            .map_err(|_| GatewayError::GatewayTableFull)?;
+        self.profiles.push(GatewayProfile::new(id)).map_err(|_| GatewayError::GatewayTableFull)?;
         self.profiles.last_mut().ok_or(GatewayError::GatewayTableFull)
     }
 
@@ -370,10 +354,7 @@ impl<const G: usize, const D: usize, const C: usize> GatewayMonitor<G, D, C> {
         t: &GatewayTrace,
         anomalous: bool,
     ) -> Result<TraceVerdict, GatewayError> {
-        let served = self
-            .profile(&t.gateway)
-            .ok_or(GatewayError::UnknownGateway)?
-            .serves(&t.device);
+        let served = self.profile(&t.gateway).ok_or(GatewayError::UnknownGateway)?.serves(&t.device);
         if !served {
             return Err(GatewayError::NotServed);
         }
@@ -385,9 +366,7 @@ impl<const G: usize, const D: usize, const C: usize> GatewayMonitor<G, D, C> {
                 }
             }
         }
-        let p = self
-            .profile_mut(&t.gateway)
-            .ok_or(GatewayError::UnknownGateway)?;
+        let p = self.profile_mut(&t.gateway).ok_or(GatewayError::UnknownGateway)?;
         let mut confidence = p.evaluate_gateway_trust(now, anomalous);
         if let CrossCheck::Disagree { .. } = cross {
             confidence = confidence.min(GATEWAY_UNVERIFIED);
@@ -480,12 +459,7 @@ impl<const N: usize> DustRegistry<N> {
     /// A registry assigning short ids in `first..=last` only (e.g. one
     /// block per gateway). An empty range assigns nothing.
     pub fn with_id_range(gateway_id: DeviceId, first: u16, last: u16) -> Self {
-        DustRegistry {
-            gateway_id,
-            first_id: first,
-            last_id: last,
-            entries: heapless::Vec::new(),
-        }
+        DustRegistry { gateway_id, first_id: first, last_id: last, entries: heapless::Vec::new() }
     }
 
     /// The gateway this registry belongs to.

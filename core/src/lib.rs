@@ -11,11 +11,13 @@
 
 pub mod bounds;
 pub mod consistency;
+pub mod crypto;
 pub mod dag;
 pub mod distance;
 pub mod field;
 pub mod gateway;
 pub mod guards;
+pub mod profile;
 pub mod quorum;
 pub mod types;
 pub mod wire;

@@ -13,8 +13,8 @@
 //! serial-number arithmetic so that the 2106 wrap is harmless.
 
 use crate::types::{
-    DeviceId, Timestamp, Weight, HYSTERESIS_DELTA, LAMBDA_DEFAULT, MAX_NEIGHBORS,
-    PRESENCE_INTERVAL, THETA_HIGH, THETA_LOW,
+    DeviceId, Timestamp, Weight, HYSTERESIS_DELTA, LAMBDA_DEFAULT, MAX_NEIGHBORS, PRESENCE_INTERVAL, THETA_HIGH,
+    THETA_LOW,
 };
 
 /// EMA weight of the newest alive count (ES-3.2, α = 0.3).
@@ -141,12 +141,7 @@ impl QuorumMachine {
     /// `now`, so a node in a reboot loop cannot flap faster than the
     /// interval either.
     pub fn new(now: Timestamp, min_transition_interval: u32) -> Self {
-        QuorumMachine {
-            mode: QuorumMode::Solo,
-            neighbor_count: 0.0,
-            last_mode_change: now,
-            min_transition_interval,
-        }
+        QuorumMachine { mode: QuorumMode::Solo, neighbor_count: 0.0, last_mode_change: now, min_transition_interval }
     }
 
     /// Current mode.
@@ -178,8 +173,7 @@ impl QuorumMachine {
     /// interval at `now` instead of reading as 136 years elapsed.
     pub fn step(&mut self, now: Timestamp, alive: usize) -> bool {
         let alive = alive.min(u16::MAX as usize) as f32;
-        self.neighbor_count =
-            QUORUM_EMA_ALPHA * alive + (1.0 - QUORUM_EMA_ALPHA) * self.neighbor_count;
+        self.neighbor_count = QUORUM_EMA_ALPHA * alive + (1.0 - QUORUM_EMA_ALPHA) * self.neighbor_count;
 
         let since = elapsed(now, self.last_mode_change);
         if since < 0 {
@@ -314,12 +308,7 @@ impl<const N: usize> NeighborTable<N> {
 
     /// Applies a verified pulse received at `now`; `weight` is our own
     /// current assessment of the sender.
-    pub fn observe(
-        &mut self,
-        now: Timestamp,
-        p: &Presence,
-        weight: Weight,
-    ) -> Result<PulseAccepted, PulseRejected> {
+    pub fn observe(&mut self, now: Timestamp, p: &Presence, weight: Weight) -> Result<PulseAccepted, PulseRejected> {
         if p.hops != 0 {
             return Err(PulseRejected::Relayed);
         }
@@ -387,10 +376,7 @@ impl<const N: usize> NeighborTable<N> {
 
     /// Live neighbours at `now`, without touching the flags.
     pub fn alive_count(&self, now: Timestamp) -> usize {
-        self.entries
-            .iter()
-            .filter(|e| e.is_alive(now, self.liveness_window))
-            .count()
+        self.entries.iter().filter(|e| e.is_alive(now, self.liveness_window)).count()
     }
 
     /// Drops a neighbour (DEATH_CERTIFICATE); returns its entry if known.
@@ -442,19 +428,11 @@ pub struct QuorumState<const N: usize = MAX_NEIGHBORS> {
 impl<const N: usize> QuorumState<N> {
     /// A fresh SOLO state at `now`.
     pub fn new(now: Timestamp, cfg: &QuorumConfig) -> Self {
-        QuorumState {
-            machine: QuorumMachine::new(now, cfg.min_transition_interval),
-            table: NeighborTable::new(cfg),
-        }
+        QuorumState { machine: QuorumMachine::new(now, cfg.min_transition_interval), table: NeighborTable::new(cfg) }
     }
 
     /// Applies a verified pulse; see [`NeighborTable::observe`].
-    pub fn observe(
-        &mut self,
-        now: Timestamp,
-        p: &Presence,
-        weight: Weight,
-    ) -> Result<PulseAccepted, PulseRejected> {
+    pub fn observe(&mut self, now: Timestamp, p: &Presence, weight: Weight) -> Result<PulseAccepted, PulseRejected> {
         self.table.observe(now, p, weight)
     }
 
@@ -565,10 +543,7 @@ mod tests {
                 changes.push((t, m.mode()));
             }
         }
-        assert_eq!(
-            changes,
-            [(120, QuorumMode::Quorum), (240, QuorumMode::Solo)]
-        );
+        assert_eq!(changes, [(120, QuorumMode::Quorum), (240, QuorumMode::Solo)]);
     }
 
     #[test]
@@ -578,6 +553,18 @@ mod tests {
             m.step(*t, *alive);
         }
         assert_eq!(m.neighbor_count_u8(), 6);
+    }
+
+    #[test]
+    fn six_neighbours_reach_quorum_where_the_truncating_ema_stalls() {
+        let mut truncated: u8 = 0;
+        let mut m = QuorumMachine::new(0, 0);
+        for t in 1..=50 {
+            truncated = (0.3 * 6.0 + 0.7 * truncated as f32) as u8;
+            m.step(t * 10, 6);
+        }
+        assert_eq!(truncated, 3);
+        assert_eq!(m.mode(), QuorumMode::Quorum);
     }
 
     #[test]
@@ -718,8 +705,7 @@ mod tests {
                 return Ok(PulseAccepted::Inserted);
             }
             let now = self.now;
-            let mut dead: Vec<&mut (u8, i64, i64)> =
-                self.entries.iter_mut().filter(|e| now - e.1 > 30).collect();
+            let mut dead: Vec<&mut (u8, i64, i64)> = self.entries.iter_mut().filter(|e| now - e.1 > 30).collect();
             dead.sort_by_key(|e| (e.1, e.0));
             match dead.into_iter().next() {
                 Some(e) => {

@@ -43,10 +43,7 @@ impl<const OWN: usize, const NB: usize> Default for DustDag<OWN, NB> {
 impl<const OWN: usize, const NB: usize> DustDag<OWN, NB> {
     /// An empty micro-DAG.
     pub const fn new() -> Self {
-        DustDag {
-            own: Deque::new(),
-            neighbors: Vec::new(),
-        }
+        DustDag { own: Deque::new(), neighbors: Vec::new() }
     }
 
     /// Records an own trace, dropping the oldest when the ring is full.
@@ -94,18 +91,13 @@ impl<const OWN: usize, const NB: usize> DustDag<OWN, NB> {
             let _ = self.neighbors.push(entry);
             return NeighborUpdate::Added;
         }
-        let oldest = self
-            .neighbors
-            .iter_mut()
-            .reduce(|a, b| {
-                if is_after(a.timestamp, b.timestamp)
-                    || (a.timestamp == b.timestamp && b.device < a.device)
-                {
-                    b
-                } else {
-                    a
-                }
-            });
+        let oldest = self.neighbors.iter_mut().reduce(|a, b| {
+            if is_after(a.timestamp, b.timestamp) || (a.timestamp == b.timestamp && b.device < a.device) {
+                b
+            } else {
+                a
+            }
+        });
         match oldest {
             Some(slot) => {
                 let gone = slot.device;

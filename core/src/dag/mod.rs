@@ -25,8 +25,8 @@
 pub mod dust;
 
 use crate::types::{
-    le, Confidence, DeviceId, Hash20, HashPrefix4, QuantityType, Reading, Timestamp, Weight,
-    MAX_DAG_ENTRIES, T_HALF_EPHEMERAL,
+    le, Confidence, DeviceId, Hash20, HashPrefix4, QuantityType, Reading, Timestamp, Weight, MAX_DAG_ENTRIES,
+    T_HALF_EPHEMERAL,
 };
 use sha1::{Digest, Sha1};
 
@@ -277,10 +277,7 @@ impl<const N: usize> Default for LocalDag<N> {
 impl<const N: usize> LocalDag<N> {
     /// An empty DAG with the default skew tolerance.
     pub fn new() -> Self {
-        LocalDag {
-            entries: heapless::Vec::new(),
-            skew: DEFAULT_SKEW_TOLERANCE,
-        }
+        LocalDag { entries: heapless::Vec::new(), skew: DEFAULT_SKEW_TOLERANCE }
     }
 
     /// Sets how far ahead of `now` an entry may be stamped (seconds).
@@ -325,15 +322,8 @@ impl<const N: usize> LocalDag<N> {
     }
 
     /// Entries of `device` and `quantity`, newest first.
-    pub fn recent_by_device(
-        &self,
-        device: DeviceId,
-        quantity: QuantityType,
-    ) -> impl Iterator<Item = &DagEntry> + '_ {
-        self.entries
-            .iter()
-            .rev()
-            .filter(move |e| e.device == device && e.quantity == quantity)
+    pub fn recent_by_device(&self, device: DeviceId, quantity: QuantityType) -> impl Iterator<Item = &DagEntry> + '_ {
+        self.entries.iter().rev().filter(move |e| e.device == device && e.quantity == quantity)
     }
 
     /// The sequence number and `prev_hash` for this node's next own trace:
@@ -378,18 +368,9 @@ impl<const N: usize> LocalDag<N> {
         if self.entries.len() >= N {
             self.gc(now);
         }
-        let pos = self
-            .entries
-            .iter()
-            .rposition(|e| !is_after(e.timestamp, entry.timestamp))
-            .map_or(0, |i| i + 1);
+        let pos = self.entries.iter().rposition(|e| !is_after(e.timestamp, entry.timestamp)).map_or(0, |i| i + 1);
         let (before, after) = self.entries.split_at_mut(pos);
-        entry.parent_hash = before
-            .iter()
-            .rev()
-            .find(|e| e.device == entry.device)
-            .map(|e| e.hash)
-            .unwrap_or_default();
+        entry.parent_hash = before.iter().rev().find(|e| e.device == entry.device).map(|e| e.hash).unwrap_or_default();
         if let Some(next) = after.iter_mut().find(|e| e.device == entry.device) {
             next.parent_hash = entry.hash;
         }
@@ -441,11 +422,7 @@ impl<const N: usize> LocalDag<N> {
         their_recent: &'a [Hash20],
         limit: usize,
     ) -> impl Iterator<Item = &'a DagEntry> + 'a {
-        let start = match self
-            .entries
-            .iter()
-            .rposition(|e| their_recent.contains(&e.hash))
-        {
+        let start = match self.entries.iter().rposition(|e| their_recent.contains(&e.hash)) {
             Some(i) => i + 1,
             None => self.entries.len().saturating_sub(limit),
         };
@@ -544,7 +521,8 @@ mod tests {
         let h3 = d.append(&tr(1, T0 + 10, 3, 200), T0 + 10).unwrap();
         d.append(&tr(2, T0 + 11, 0, 200), T0 + 11).unwrap();
         let h2 = d.append(&tr(1, T0 + 5, 2, 200), T0 + 11).unwrap();
-        let chain: Vec<_> = d.recent_by_device(dev(1), QuantityType::Temperature).map(|e| (e.hash, e.parent_hash)).collect();
+        let chain: Vec<_> =
+            d.recent_by_device(dev(1), QuantityType::Temperature).map(|e| (e.hash, e.parent_hash)).collect();
         assert_eq!(chain, [(h3, h2), (h2, h1), (h1, Hash20::default())]);
         assert_eq!(d.next_own(dev(1)), (4, h3.prefix4()));
     }

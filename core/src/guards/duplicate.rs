@@ -53,10 +53,7 @@ impl SeqVerdict {
 impl SeqWindow {
     /// The spec's fresh tracker for a sender first seen with `seq`.
     pub fn starting_at(seq: u8) -> Self {
-        SeqWindow {
-            last_seq: seq.wrapping_sub(1),
-            seen_bitmap: 0,
-        }
+        SeqWindow { last_seq: seq.wrapping_sub(1), seen_bitmap: 0 }
     }
 
     /// Classifies `seq` without recording it.
@@ -205,9 +202,7 @@ impl<const N: usize> DuplicateDetector<N> {
         fresh: Option<Freshness>,
     ) -> Result<(), DropReason> {
         self.check(device, msg_type, seq, ts, now, fresh)?;
-        let slot = self
-            .slot_for(device, msg_type, now, fresh)
-            .ok_or(DropReason::TableFull)?;
+        let slot = self.slot_for(device, msg_type, now, fresh).ok_or(DropReason::TableFull)?;
         self.commit(slot, seq, ts, now);
         Ok(())
     }
@@ -233,9 +228,7 @@ impl<const N: usize> DuplicateDetector<N> {
     }
 
     fn find(&self, device: DeviceId, msg_type: u8) -> Option<&Tracker> {
-        self.trackers
-            .iter()
-            .find(|t| t.device == device && t.msg_type == msg_type)
+        self.trackers.iter().find(|t| t.device == device && t.msg_type == msg_type)
     }
 
     pub(crate) fn slot_for(
@@ -245,29 +238,15 @@ impl<const N: usize> DuplicateDetector<N> {
         now: Timestamp,
         fresh: Option<Freshness>,
     ) -> Option<usize> {
-        if let Some(i) = self
-            .trackers
-            .iter()
-            .position(|t| t.device == device && t.msg_type == msg_type)
-        {
+        if let Some(i) = self.trackers.iter().position(|t| t.device == device && t.msg_type == msg_type) {
             return Some(i);
         }
-        let blank = Tracker {
-            device,
-            msg_type,
-            window: None,
-            last_ts: None,
-            last_seen: now,
-        };
+        let blank = Tracker { device, msg_type, window: None, last_ts: None, last_seen: now };
         if self.trackers.push(blank).is_ok() {
             return Some(self.trackers.len() - 1);
         }
-        let (i, idle) = self
-            .trackers
-            .iter()
-            .map(|t| secs_since(now, t.last_seen))
-            .enumerate()
-            .max_by_key(|&(_, idle)| idle)?;
+        let (i, idle) =
+            self.trackers.iter().map(|t| secs_since(now, t.last_seen)).enumerate().max_by_key(|&(_, idle)| idle)?;
         if let Some(f) = fresh {
             if idle <= i64::from(f.max_age) + i64::from(f.skew) {
                 return None;
@@ -283,9 +262,7 @@ impl<const N: usize> DuplicateDetector<N> {
             return;
         };
         if let Some(seq) = seq {
-            t.window
-                .get_or_insert_with(|| SeqWindow::starting_at(seq))
-                .commit(seq);
+            t.window.get_or_insert_with(|| SeqWindow::starting_at(seq)).commit(seq);
         }
         if let Some(ts) = ts {
             t.last_ts = Some(match t.last_ts {
@@ -339,7 +316,9 @@ mod tests {
         assert!(!w.is_duplicate(12));
         assert!(!w.is_duplicate(11), "reordered within the window");
         assert!(w.is_duplicate(9), "the base itself");
-        assert!(w.is_duplicate(200), "224 ahead = 32 behind");
+        assert!(w.is_duplicate(9 + 224), "224 ahead = 32 behind the base");
+        assert!(!w.is_duplicate(200), "182 ahead: far ahead");
+        let mut w = SeqWindow { last_seq: 9, seen_bitmap: 0 };
         assert_eq!(w.check(9 + 33), SeqVerdict::FarAhead);
         assert!(!w.is_duplicate(9 + 33));
         assert_eq!(w, SeqWindow { last_seq: 42, seen_bitmap: 0 });
@@ -359,13 +338,18 @@ mod tests {
     #[test]
     fn spec_window_accepts_replay_33_to_223_behind() {
         // SPEC-NOTES 17, pinned: the window alone takes a 3-minute-old trace.
+        // Traces 0..=100: the base jumps 255 -> 32 -> 65 -> 98.
         let mut w = SeqWindow::starting_at(0);
-        for s in 0..=40u8 {
+        for s in 0..=100u8 {
             assert!(!w.is_duplicate(s));
         }
-        // 36 steps behind the newest (40) is delta 220 from the base.
-        assert_eq!(w.check(4), SeqVerdict::FarAhead);
-        assert!(!w.is_duplicate(4));
+        assert_eq!(w.last_seq, 98);
+        // 36 behind the newest (3 min at 5 s) is 34 behind the base.
+        assert_eq!(w.check(64), SeqVerdict::FarAhead);
+        // 1..=32 behind the base is rejected.
+        assert_eq!(w.check(66), SeqVerdict::Behind);
+        assert!(!w.is_duplicate(64));
+        assert_eq!(w.last_seq, 64, "and the replay reset the window");
     }
 
     #[test]
@@ -373,15 +357,15 @@ mod tests {
         let t0 = 1_707_800_000u32;
         let mut d: DuplicateDetector = DuplicateDetector::new();
         let f = Some(Freshness::default());
-        for s in 0..=40u8 {
+        for s in 0..=100u8 {
             let ts = t0 + 5 * u32::from(s);
             assert_eq!(d.accept(dev(1), TD, Some(s), Some(ts), ts, f), Ok(()));
         }
-        let now = t0 + 200;
-        let replay = (Some(4u8), Some(t0 + 20));
+        let now = t0 + 500;
+        let replay = (Some(64u8), Some(t0 + 320));
         // Spec window alone (freshness off) takes it.
         let mut spec_only: DuplicateDetector = DuplicateDetector::new();
-        for s in 0..=40u8 {
+        for s in 0..=100u8 {
             let ts = t0 + 5 * u32::from(s);
             spec_only.accept(dev(1), TD, Some(s), Some(ts), ts, None).unwrap();
         }
@@ -392,7 +376,7 @@ mod tests {
         let lax = Some(Freshness { skew: 30, max_age: 3600 });
         assert_eq!(d.check(dev(1), TD, replay.0, replay.1, now, lax), Err(DropReason::Replay));
         // The rejected replay did not reset the window.
-        assert_eq!(d.window(dev(1), TD).unwrap().check(41), SeqVerdict::InWindow);
+        assert_eq!(d.window(dev(1), TD).unwrap().check(101), SeqVerdict::InWindow);
     }
 
     #[test]

@@ -33,11 +33,7 @@ pub struct FloodConfig {
 
 impl Default for FloodConfig {
     fn default() -> Self {
-        FloodConfig {
-            threshold: 50,
-            blacklist_secs: 300,
-            epoch_secs: EPOCH_DURATION,
-        }
+        FloodConfig { threshold: 50, blacklist_secs: 300, epoch_secs: EPOCH_DURATION }
     }
 }
 
@@ -74,17 +70,12 @@ pub struct FloodDetector<const N: usize = GUARD_DEVICES> {
 impl<const N: usize> FloodDetector<N> {
     /// Empty tables.
     pub fn new() -> Self {
-        FloodDetector {
-            counters: heapless::Vec::new(),
-            blacklist: heapless::Vec::new(),
-        }
+        FloodDetector { counters: heapless::Vec::new(), blacklist: heapless::Vec::new() }
     }
 
     /// True while `device` is blacklisted (`now` before the end, wrap-safe).
     pub fn is_blacklisted(&self, device: DeviceId, now: Timestamp) -> bool {
-        self.blacklist
-            .iter()
-            .any(|b| b.device == device && secs_since(b.until, now) > 0)
+        self.blacklist.iter().any(|b| b.device == device && secs_since(b.until, now) > 0)
     }
 
     /// When the ban of `device` ends, if one is recorded (possibly past).
@@ -94,10 +85,7 @@ impl<const N: usize> FloodDetector<N> {
 
     /// Rejections counted for `device` in its current epoch.
     pub fn rejected_this_epoch(&self, device: DeviceId, now: Timestamp, cfg: &FloodConfig) -> u16 {
-        self.counters
-            .iter()
-            .find(|c| c.device == device && !expired(c, now, cfg))
-            .map_or(0, |c| c.rejected)
+        self.counters.iter().find(|c| c.device == device && !expired(c, now, cfg)).map_or(0, |c| c.rejected)
     }
 
     /// Counts one rate-limited (verified) frame from `device`.
@@ -148,11 +136,7 @@ impl<const N: usize> FloodDetector<N> {
     }
 
     fn new_counter(&mut self, device: DeviceId, now: Timestamp, cfg: &FloodConfig) -> usize {
-        let fresh = Counter {
-            device,
-            epoch_start: now,
-            rejected: 0,
-        };
+        let fresh = Counter { device, epoch_start: now, rejected: 0 };
         if self.counters.push(fresh).is_ok() {
             return self.counters.len() - 1;
         }
@@ -174,11 +158,7 @@ impl<const N: usize> FloodDetector<N> {
         if self.blacklist.push(entry).is_ok() {
             return;
         }
-        if let Some(slot) = self
-            .blacklist
-            .iter_mut()
-            .min_by_key(|b| secs_since(b.until, now))
-        {
+        if let Some(slot) = self.blacklist.iter_mut().min_by_key(|b| secs_since(b.until, now)) {
             *slot = entry;
         }
     }

@@ -190,10 +190,7 @@ pub struct GuardConfig {
 impl GuardConfig {
     /// The spec's values with the default [`Freshness`] window.
     pub fn recommended() -> Self {
-        GuardConfig {
-            freshness: Some(Freshness::default()),
-            ..GuardConfig::default()
-        }
+        GuardConfig { freshness: Some(Freshness::default()), ..GuardConfig::default() }
     }
 }
 
@@ -287,23 +284,16 @@ impl<const D: usize, const B: usize> Guards<D, B> {
         self.check_only(&meta, now)?;
         let fresh = self.config.freshness;
         let dup_slot = if meta.seq.is_some() || meta.timestamp.is_some() {
-            Some(
-                self.dup
-                    .slot_for(meta.sender, meta.msg_type, now, fresh)
-                    .ok_or(DropReason::TableFull)?,
-            )
+            Some(self.dup.slot_for(meta.sender, meta.msg_type, now, fresh).ok_or(DropReason::TableFull)?)
         } else {
             None
         };
-        let bucket = self
-            .rate
-            .slot_for(meta.sender, meta.msg_type, now, &self.config.rate)
-            .ok_or(DropReason::TableFull)?;
+        let bucket =
+            self.rate.slot_for(meta.sender, meta.msg_type, now, &self.config.rate).ok_or(DropReason::TableFull)?;
         if !self.rate.take(bucket, now, &self.config.rate) {
             return Err(match self.flood.record_rejection(meta.sender, now, &self.config.flood) {
                 FloodVerdict::Blacklisted => DropReason::Flooded,
                 FloodVerdict::Counted => DropReason::RateLimited,
-                FloodVerdict::TableFull => DropReason::TableFull,
             });
         }
         if let Some(slot) = dup_slot {
@@ -352,14 +342,7 @@ impl<const D: usize, const B: usize> Guards<D, B> {
         if self.flood.is_blacklisted(meta.sender, now) {
             return Err(DropReason::Blacklisted);
         }
-        self.dup.check(
-            meta.sender,
-            meta.msg_type,
-            meta.seq,
-            meta.timestamp,
-            now,
-            self.config.freshness,
-        )
+        self.dup.check(meta.sender, meta.msg_type, meta.seq, meta.timestamp, now, self.config.freshness)
     }
 }
 
@@ -375,3 +358,97 @@ pub(crate) fn secs_since(a: Timestamp, b: Timestamp) -> i64 {
     a.wrapping_sub(b) as i32 as i64
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dev(n: u8) -> DeviceId {
+        DeviceId([0xA0, n, 0, 0, 0, 0, 0, 0])
+    }
+
+    fn trace(n: u8, seq: u8, ts: Timestamp) -> FrameMeta {
+        FrameMeta { sender: dev(n), msg_type: msg::TRACE_DEPOSIT, seq: Some(seq), timestamp: Some(ts) }
+    }
+
+    fn admit(g: &mut Guards, f: FrameMeta, now: Timestamp) -> Result<(), DropReason> {
+        let u = g.precheck(f, now)?;
+        g.admit_verified(u.signature_verified(), now)
+    }
+
+    #[test]
+    fn forged_frames_charge_nothing() {
+        // SPEC-NOTES 20: 15 + 51 forged traces a minute in the victim's name.
+        let mut g: Guards = Guards::default();
+        let t0 = 1_000_000;
+        for i in 0..66u32 {
+            // A forgery passes precheck, fails verification, is dropped.
+            let forged = g.precheck(trace(1, i as u8, t0), t0);
+            assert!(forged.is_ok());
+        }
+        assert!(g.rate().is_empty());
+        assert!(g.duplicates().is_empty());
+        assert!(!g.is_blacklisted(dev(1), t0));
+        // The victim's own first trace is admitted.
+        assert_eq!(admit(&mut g, trace(1, 0, t0), t0), Ok(()));
+    }
+
+    #[test]
+    fn verified_flooder_is_rate_limited_then_blacklisted() {
+        let mut g: Guards = Guards::default();
+        let t0 = 1_000_000;
+        let mut counts = DropCounts::default();
+        for i in 0..66u32 {
+            if let Err(d) = admit(&mut g, trace(2, i as u8, t0), t0) {
+                counts.record(d);
+            }
+        }
+        assert_eq!(counts.get(DropReason::RateLimited), 50);
+        assert_eq!(counts.get(DropReason::Flooded), 1);
+        assert_eq!(counts.total(), 51);
+        assert_eq!(admit(&mut g, trace(2, 70, t0 + 1), t0 + 1), Err(DropReason::Blacklisted));
+        assert_eq!(g.precheck(trace(2, 71, t0 + 299), t0 + 299).err(), Some(DropReason::Blacklisted));
+        assert_eq!(admit(&mut g, trace(2, 72, t0 + 300), t0 + 300), Ok(()));
+    }
+
+    #[test]
+    fn duplicates_and_replays_are_dropped_before_charging() {
+        let mut g: Guards = Guards::default();
+        let t0 = 5_000;
+        assert_eq!(admit(&mut g, trace(3, 1, t0), t0), Ok(()));
+        assert_eq!(admit(&mut g, trace(3, 1, t0), t0 + 1).err(), Some(DropReason::Duplicate));
+        assert_eq!(g.rate().tokens(dev(3), msg::TRACE_DEPOSIT, t0 + 1, &g.config().rate), Some(14));
+        assert_eq!(admit(&mut g, trace(3, 2, t0 - 100), t0 + 1).err(), Some(DropReason::Stale));
+        assert_eq!(admit(&mut g, trace(3, 2, t0 + 40), t0 + 1).err(), Some(DropReason::FromFuture));
+    }
+
+    #[test]
+    fn rate_limited_frame_is_not_marked_seen() {
+        let mut cfg = GuardConfig::recommended();
+        cfg.rate.set_limit(msg::TRACE_DEPOSIT, 1).unwrap();
+        let mut g: Guards = Guards::new(cfg);
+        assert_eq!(admit(&mut g, trace(4, 1, 100), 100), Ok(()));
+        assert_eq!(admit(&mut g, trace(4, 2, 101), 101), Err(DropReason::RateLimited));
+        // After refill the same frame (relayed late) is still admissible.
+        assert_eq!(admit(&mut g, trace(4, 2, 101), 160), Ok(()));
+    }
+
+    #[test]
+    fn relay_decision() {
+        let mut g: Guards = Guards::default();
+        assert_eq!(g.relay([1, 2, 3, 4], 3), Some(2));
+        assert_eq!(g.relay([1, 2, 3, 4], 3), None, "seen");
+        assert_eq!(g.relay([5, 6, 7, 8], 0), None, "TTL 0");
+    }
+
+    #[test]
+    fn drop_counts_by_reason() {
+        let mut c = DropCounts::default();
+        for d in DropReason::ALL {
+            c.record(d);
+        }
+        c.record(DropReason::Stale);
+        assert_eq!(c.get(DropReason::Stale), 2);
+        assert_eq!(c.get(DropReason::TableFull), 1);
+        assert_eq!(c.total(), 9);
+    }
+}

@@ -70,19 +70,12 @@ impl RateConfig {
             // 10 rules into 16 slots: cannot fail.
             let _ = rules.push(RateRule { msg_type, per_epoch });
         }
-        RateConfig {
-            default_per_epoch: 5,
-            epoch_secs: EPOCH_DURATION,
-            rules,
-        }
+        RateConfig { default_per_epoch: 5, epoch_secs: EPOCH_DURATION, rules }
     }
 
     /// The limit for `msg_type`.
     pub fn limit(&self, msg_type: u8) -> u16 {
-        self.rules
-            .iter()
-            .find(|r| r.msg_type == msg_type)
-            .map_or(self.default_per_epoch, |r| r.per_epoch)
+        self.rules.iter().find(|r| r.msg_type == msg_type).map_or(self.default_per_epoch, |r| r.per_epoch)
     }
 
     /// Sets or replaces the limit for `msg_type` (SPEC-NOTES 15).
@@ -91,9 +84,7 @@ impl RateConfig {
             r.per_epoch = per_epoch;
             return Ok(());
         }
-        self.rules
-            .push(RateRule { msg_type, per_epoch })
-            .map_err(|_| RateConfigError::RulesFull)
+        self.rules.push(RateRule { msg_type, per_epoch }).map_err(|_| RateConfigError::RulesFull)
     }
 
     /// The TRACE_DEPOSIT limit a sensor sending every `interval_secs` needs:
@@ -139,9 +130,7 @@ impl Bucket {
                 let sum = u64::from(self.tokens).saturating_add(add);
                 self.tokens = sum.min(u64::from(cap)) as u16;
                 // epochs * epoch <= elapsed < 2^31: fits a u32.
-                self.last_refill = self
-                    .last_refill
-                    .wrapping_add((epochs as u32).wrapping_mul(epoch));
+                self.last_refill = self.last_refill.wrapping_add((epochs as u32).wrapping_mul(epoch));
             }
         }
         self.tokens = self.tokens.min(cap);
@@ -169,9 +158,7 @@ impl<const N: usize> RateLimiter<N> {
         now: Timestamp,
         cfg: &RateConfig,
     ) -> Result<(), DropReason> {
-        let slot = self
-            .slot_for(device, msg_type, now, cfg)
-            .ok_or(DropReason::TableFull)?;
+        let slot = self.slot_for(device, msg_type, now, cfg).ok_or(DropReason::TableFull)?;
         if self.take(slot, now, cfg) {
             Ok(())
         } else {
@@ -182,10 +169,7 @@ impl<const N: usize> RateLimiter<N> {
     /// Tokens the pair would have at `now`; `None` if it has no bucket
     /// (it would start full).
     pub fn tokens(&self, device: DeviceId, msg_type: u8, now: Timestamp, cfg: &RateConfig) -> Option<u16> {
-        let mut b = *self
-            .buckets
-            .iter()
-            .find(|b| b.device == device && b.msg_type == msg_type)?;
+        let mut b = *self.buckets.iter().find(|b| b.device == device && b.msg_type == msg_type)?;
         b.refill(now, cfg.limit(msg_type), cfg.epoch());
         Some(b.tokens)
     }
@@ -209,30 +193,16 @@ impl<const N: usize> RateLimiter<N> {
         now: Timestamp,
         cfg: &RateConfig,
     ) -> Option<usize> {
-        if let Some(i) = self
-            .buckets
-            .iter()
-            .position(|b| b.device == device && b.msg_type == msg_type)
-        {
+        if let Some(i) = self.buckets.iter().position(|b| b.device == device && b.msg_type == msg_type) {
             return Some(i);
         }
-        let fresh = Bucket {
-            device,
-            msg_type,
-            tokens: cfg.limit(msg_type),
-            last_refill: now,
-            last_seen: now,
-        };
+        let fresh = Bucket { device, msg_type, tokens: cfg.limit(msg_type), last_refill: now, last_seen: now };
         if self.buckets.push(fresh).is_ok() {
             return Some(self.buckets.len() - 1);
         }
         let epoch = i64::from(cfg.epoch());
-        let (i, idle) = self
-            .buckets
-            .iter()
-            .map(|b| secs_since(now, b.last_seen))
-            .enumerate()
-            .max_by_key(|&(_, idle)| idle)?;
+        let (i, idle) =
+            self.buckets.iter().map(|b| secs_since(now, b.last_seen)).enumerate().max_by_key(|&(_, idle)| idle)?;
         if idle < epoch {
             return None;
         }

@@ -27,10 +27,7 @@ pub struct RelayConfig {
 
 impl Default for RelayConfig {
     fn default() -> Self {
-        RelayConfig {
-            default_ttl: 3,
-            vaccine_ttl: 10,
-        }
+        RelayConfig { default_ttl: 3, vaccine_ttl: 10 }
     }
 }
 
@@ -63,11 +60,7 @@ pub struct RelayCache<const N: usize = RELAY_CACHE_LEN> {
 impl<const N: usize> RelayCache<N> {
     /// An empty cache.
     pub fn new() -> Self {
-        RelayCache {
-            keys: [[0; 4]; N],
-            len: 0,
-            next: 0,
-        }
+        RelayCache { keys: [[0; 4]; N], len: 0, next: 0 }
     }
 
     /// True if `key` is among the cached keys.

@@ -777,9 +777,15 @@ mod test {
         assert_eq!(DustDownlink::parse(&[]), Err(WireError::TooShort { needed: 4, got: 0 }));
         assert_eq!(DustDownlink::parse(&[0x24, 0, 0, 0]), Err(WireError::UnknownType(0x24)));
         assert_eq!(DustDownlink::parse(&REJ_V1[..3]), Err(WireError::TooShort { needed: 4, got: 3 }));
-        assert_eq!(DustDownlink::parse(&[0x23, 0x05, 0x18, 0x07]), Err(WireError::InvalidField { field: "reserved", value: 5 }));
+        assert_eq!(
+            DustDownlink::parse(&[0x23, 0x05, 0x18, 0x07]),
+            Err(WireError::InvalidField { field: "reserved", value: 5 })
+        );
         assert_eq!(DustDownlink::parse(&REJ_V2[..11]), Err(WireError::TooShort { needed: 12, got: 11 }));
-        assert_eq!(DustDownlink::parse(&[0x23, 0x00, 0x18, 0x07, 0x00]), Err(WireError::LengthMismatch { expected: 4, got: 5 }));
+        assert_eq!(
+            DustDownlink::parse(&[0x23, 0x00, 0x18, 0x07, 0x00]),
+            Err(WireError::LengthMismatch { expected: 4, got: 5 })
+        );
         let mut long = [0u8; 18];
         long[..17].copy_from_slice(&VAC_V2);
         assert_eq!(DustDownlink::parse(&long), Err(WireError::LengthMismatch { expected: 17, got: 18 }));
@@ -787,12 +793,15 @@ mod test {
         bad[1] = 5;
         assert_eq!(DustDownlink::parse(&bad), Err(WireError::InvalidField { field: "attack_type", value: 5 }));
         let mut out = [0u8; 32];
-        assert!(matches!(rej(Version::V2, None).emit(&mut out), Err(WireError::VersionMismatch { msg_type: 0x23, .. })));
+        assert!(matches!(
+            rej(Version::V2, None).emit(&mut out),
+            Err(WireError::VersionMismatch { msg_type: 0x23, .. })
+        ));
         assert!(matches!(
             vac(Version::V1, Some(DustAuth { counter: 0, mac: Mac4::default() })).emit(&mut out),
             Err(WireError::VersionMismatch { msg_type: 0x26, version: 1 })
         ));
-        assert_eq!(vac(Version::V2, None).emit(&mut out[..3]).is_err(), true);
+        assert!(vac(Version::V2, None).emit(&mut out[..3]).is_err());
     }
 
     #[test]

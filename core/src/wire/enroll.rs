@@ -102,6 +102,9 @@ impl<'de, const N: usize> serde::Deserialize<'de> for Bytes<N> {
 /// gives none; 16 keeps the frame well inside a 255-byte advertisement).
 pub const MAX_SENSOR_TYPES: usize = 16;
 
+/// The sensed quantities of an ENROLLMENT_REQUEST, at most [`MAX_SENSOR_TYPES`].
+pub type SensorTypes = heapless::Vec<QuantityType, MAX_SENSOR_TYPES>;
+
 /// Version-2 field of an ENROLLMENT_REQUEST.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
@@ -120,7 +123,7 @@ pub struct EnrollmentRequest {
     /// [`super::capability`] bits.
     pub capability_flags: u8,
     /// Sensed quantities (`sensor_count` on the wire is their number).
-    pub sensor_types: heapless::Vec<QuantityType, MAX_SENSOR_TYPES>,
+    pub sensor_types: SensorTypes,
     /// Hardware revision.
     pub hw_version: u16,
     /// Request nonce; `Some` exactly in version 2.
@@ -337,5 +340,132 @@ impl BodyRepr for GatewayStatus {
 
     fn body_len(&self, _: Version) -> usize {
         GATEWAY_STATUS_BODY
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+    use crate::types::Signature;
+    use crate::wire::{Body, Frame, FrameRepr};
+    use std::vec::Vec;
+
+    const SENDER: [u8; 8] = [0x18, 0x07, 0xF6, 0xE5, 0xD4, 0xC3, 0xB2, 0xA1];
+    const TARGET: [u8; 8] = [0x22; 8];
+    const TS: [u8; 4] = [0xC0, 0xF5, 0xCA, 0x65];
+    const T0: u32 = 1_707_800_000;
+
+    fn bytes(version: u8, t: u8, parts: &[&[u8]]) -> Vec<u8> {
+        let mut b = std::vec![0x4B, 0x42, version, t];
+        b.extend_from_slice(&SENDER);
+        for p in parts {
+            b.extend_from_slice(p);
+        }
+        b.extend_from_slice(&[0x5A; 64]);
+        b
+    }
+
+    fn repr(version: Version, body: Body) -> FrameRepr {
+        FrameRepr { version, sender_id: DeviceId(SENDER), body, signature: Signature([0x5A; 64]) }
+    }
+
+    /// Deconstruct (view), parse, construct and emit in one go.
+    fn check(b: &[u8], r: &FrameRepr, signed: usize) {
+        assert_eq!(Frame::new_checked(b).unwrap().signed_bytes().len(), signed);
+        assert_eq!(FrameRepr::parse(b), Ok(r.clone()));
+        let mut out = [0u8; 256];
+        let n = r.emit(&mut out).unwrap();
+        assert_eq!(&out[..n], b);
+        assert_eq!((r.buffer_len(), r.signed_len()), (b.len(), signed));
+    }
+
+    fn request(v2: Option<EnrollmentRequestV2>) -> EnrollmentRequest {
+        EnrollmentRequest {
+            pubkey: PublicKey([0x11; 32]),
+            capability_flags: 0x05,
+            sensor_types: heapless::Vec::from_slice(&[QuantityType::Temperature, QuantityType::Co2]).unwrap(),
+            hw_version: 0x0102,
+            v2,
+        }
+    }
+
+    #[test]
+    fn enrollment_request_offsets_follow_es_13_2() {
+        let b = bytes(1, 0x60, &[&[0x11; 32], &[0x05, 0x02, 0x01, 0x06], &[0x02, 0x01]]);
+        // N = 2: hw_version at 46+N = 48, signature at 48+N = 50, total 112+N.
+        assert_eq!(b.len(), 114);
+        assert_eq!(&b[48..50], &[0x02, 0x01]);
+        check(&b, &repr(Version::V1, Body::EnrollmentRequest(request(None))), 50);
+        let b = bytes(2, 0x60, &[&[0x11; 32], &[0x05, 0x02, 0x01, 0x06], &[0x02, 0x01], &[4, 3, 2, 1]]);
+        let v2 = Some(EnrollmentRequestV2 { request_nonce: 0x0102_0304 });
+        check(&b, &repr(Version::V2, Body::EnrollmentRequest(request(v2))), 54);
+    }
+
+    #[test]
+    fn enrollment_request_sensor_count_is_bounded() {
+        let mut body = std::vec![0x11; 32];
+        body.extend_from_slice(&[0x05, 17]);
+        body.extend_from_slice(&[0x01; 17]);
+        body.extend_from_slice(&[0x02, 0x01]);
+        let b = bytes(1, 0x60, &[&body]);
+        assert_eq!(FrameRepr::parse(&b), Err(WireError::InvalidField { field: "sensor_count", value: 17 }));
+        let b = bytes(1, 0x60, &[&[0x11; 32], &[0x05, 0x03, 0x01, 0x06], &[0x02, 0x01]]);
+        assert!(matches!(FrameRepr::parse(&b), Err(WireError::TooShort { .. })));
+    }
+
+    #[test]
+    fn enrollment_response_carries_a_32_byte_key() {
+        let r = |v2| EnrollmentResponse {
+            target_device_id: DeviceId(TARGET),
+            provisioner_pubkey: PublicKey([0x33; 32]),
+            network_key_enc: Bytes([0x44; 32]),
+            time_sync: T0,
+            deployment_zone: 0x0007,
+            v2,
+        };
+        let b = bytes(1, 0x61, &[&TARGET, &[0x33; 32], &[0x44; 32], &TS, &[0x07, 0x00]]);
+        assert_eq!(b.len(), 154);
+        assert_eq!(&b[52..84], &[0x44; 32]);
+        check(&b, &repr(Version::V1, Body::EnrollmentResponse(r(None))), 90);
+        let b = bytes(2, 0x61, &[&TARGET, &[0x33; 32], &[0x44; 32], &TS, &[0x07, 0x00], &[4, 3, 2, 1]]);
+        assert_eq!(b.len(), 158);
+        let v2 = Some(EnrollmentResponseV2 { request_nonce: 0x0102_0304 });
+        check(&b, &repr(Version::V2, Body::EnrollmentResponse(r(v2))), 94);
+        let mut out = [0u8; 256];
+        assert_eq!(
+            repr(Version::V1, Body::EnrollmentResponse(r(v2))).emit(&mut out),
+            Err(WireError::VersionMismatch { msg_type: 0x61, version: 1 })
+        );
+    }
+
+    #[test]
+    fn key_rotation_and_gateway_status() {
+        let k = KeyRotation {
+            target_device_id: DeviceId(TARGET),
+            ephemeral_pubkey: Bytes([0x55; 32]),
+            key_epoch: 2,
+            new_netkey_enc: Bytes([0x66; 32]),
+            aead_tag: Bytes([0x77; 16]),
+            deadline: T0 + 86_400,
+        };
+        let deadline = (T0 + 86_400).to_le_bytes();
+        let b = bytes(2, 0x62, &[&TARGET, &[0x55; 32], &[2, 0, 0, 0], &[0x66; 32], &[0x77; 16], &deadline]);
+        assert_eq!(b.len(), 172);
+        check(&b, &repr(Version::V2, Body::KeyRotation(k)), 108);
+
+        let g = GatewayStatus { dust_device_count: 300, uptime: 86_400, anomaly_rate_self_report: 13, timestamp: T0 };
+        let b = bytes(2, 0x70, &[&[0x2C, 0x01, 0x80, 0x51, 0x01, 0x00, 13], &TS]);
+        assert_eq!(b.len(), 87);
+        check(&b, &repr(Version::V2, Body::GatewayStatus(g)), 23);
+    }
+
+    #[test]
+    fn bytes_print_and_parse_as_hex() {
+        let b = Bytes([0xAB, 0x01, 0xFF]);
+        assert_eq!(std::format!("{b}"), "ab01ff");
+        assert_eq!(Bytes::<3>::from_hex("AB01ff"), Some(b));
+        assert_eq!(Bytes::<3>::from_hex("0xab01ff"), Some(b));
+        assert_eq!(Bytes::<3>::from_hex("ab01f"), None);
+        assert_eq!(Bytes::<3>::from_hex("ab01fg"), None);
     }
 }

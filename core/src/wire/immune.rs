@@ -24,9 +24,7 @@
 
 use super::enroll::Bytes;
 use super::presence::check_ext;
-use super::{
-    BodyRepr, FrameRepr, Header, MessageType, Reader, Version, WireError, Writer, HEADER_LEN, SIGNATURE_LEN,
-};
+use super::{BodyRepr, FrameRepr, Header, MessageType, Reader, Version, WireError, Writer, HEADER_LEN, SIGNATURE_LEN};
 use crate::types::{Confidence, DeviceId, QuantityType, Reading, Signature, Timestamp, MAX_PROFILE_BINS};
 
 macro_rules! wire_enum {
@@ -467,7 +465,12 @@ impl BodyRepr for NkAuditRequest {
     const MSG_TYPE: MessageType = MessageType::NkAuditRequest;
 
     fn parse_body(_: Version, r: &mut Reader<'_>) -> Result<Self, WireError> {
-        Ok(NkAuditRequest { target_id: r.device_id()?, subject_id: r.device_id()?, nonce: r.u32()?, timestamp: r.u32()? })
+        Ok(NkAuditRequest {
+            target_id: r.device_id()?,
+            subject_id: r.device_id()?,
+            nonce: r.u32()?,
+            timestamp: r.u32()?,
+        })
     }
 
     fn emit_body(&self, _: Version, w: &mut Writer<'_>) -> Result<(), WireError> {
@@ -738,10 +741,8 @@ impl VaccineV2Frame {
 
     /// Writes the frame into `out` and returns its length (113).
     pub fn emit(&self, out: &mut [u8]) -> Result<usize, WireError> {
-        let v2 = self
-            .body
-            .v2
-            .ok_or(WireError::VersionMismatch { msg_type: MessageType::Vaccine.to_u8(), version: 2 })?;
+        let v2 =
+            self.body.v2.ok_or(WireError::VersionMismatch { msg_type: MessageType::Vaccine.to_u8(), version: 2 })?;
         self.body.check_tail()?;
         if out.len() < VACCINE_V2_LEN {
             return Err(WireError::BufferTooSmall { needed: VACCINE_V2_LEN, got: out.len() });
@@ -846,6 +847,9 @@ pub struct ProfileSyncV2 {
     pub last_updated: Timestamp,
 }
 
+/// Histogram counts of a PROFILE_SYNC, at most [`MAX_PROFILE_BINS`].
+pub type Bins = heapless::Vec<u16, MAX_PROFILE_BINS>;
+
 /// A PROFILE_SYNC body (ES-2.11).
 #[derive(Clone, Debug, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
@@ -857,7 +861,7 @@ pub struct ProfileSync {
     /// Which component the bins describe.
     pub component: ProfileComponent,
     /// Histogram counts (`bin_count` on the wire is their number, ≤ 50).
-    pub bins: heapless::Vec<u16, MAX_PROFILE_BINS>,
+    pub bins: Bins,
     /// Statistics; `Some` exactly in version 2.
     pub v2: Option<ProfileSyncV2>,
 }
@@ -904,10 +908,8 @@ impl BodyRepr for ProfileSync {
         w.device_id(&self.subject_id)?;
         match version {
             Version::V1 => {
-                let v = u16::try_from(self.profile_version).map_err(|_| WireError::InvalidField {
-                    field: "profile_version",
-                    value: self.profile_version,
-                })?;
+                let v = u16::try_from(self.profile_version)
+                    .map_err(|_| WireError::InvalidField { field: "profile_version", value: self.profile_version })?;
                 w.u16(v)?;
             }
             Version::V2 => w.u32(self.profile_version)?,
@@ -935,5 +937,322 @@ impl BodyRepr for ProfileSync {
             Version::V2 => PROFILE_SYNC_FIXED_V2,
         };
         fixed + 2 * self.bins.len()
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+    use crate::wire::{Body, Frame};
+    use std::vec::Vec;
+
+    const SENDER: [u8; 8] = [0x18, 0x07, 0xF6, 0xE5, 0xD4, 0xC3, 0xB2, 0xA1];
+    const SUSPECT: [u8; 8] = [0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18];
+    const TS: [u8; 4] = [0xC0, 0xF5, 0xCA, 0x65];
+    const T0: u32 = 1_707_800_000;
+
+    fn bytes(version: u8, t: u8, parts: &[&[u8]]) -> Vec<u8> {
+        let mut b = std::vec![0x4B, 0x42, version, t];
+        b.extend_from_slice(&SENDER);
+        for p in parts {
+            b.extend_from_slice(p);
+        }
+        b.extend_from_slice(&[0x5A; 64]);
+        b
+    }
+
+    fn repr(version: Version, body: Body) -> FrameRepr {
+        FrameRepr { version, sender_id: DeviceId(SENDER), body, signature: Signature([0x5A; 64]) }
+    }
+
+    /// Deconstruct (view), parse, construct and emit in one go.
+    fn check(b: &[u8], r: &FrameRepr, signed: usize) {
+        let f = Frame::new_checked(b).unwrap();
+        assert_eq!(f.signed_bytes().len(), signed);
+        assert_eq!(FrameRepr::parse(b), Ok(r.clone()));
+        let mut out = [0u8; 256];
+        let n = r.emit(&mut out).unwrap();
+        assert_eq!(&out[..n], b);
+        assert_eq!((r.buffer_len(), r.signed_len()), (b.len(), signed));
+    }
+
+    fn alert(v2: Option<ConsistencyAlertV2>) -> ConsistencyAlert {
+        ConsistencyAlert {
+            suspect_id: DeviceId(SUSPECT),
+            suspect_reading: 9000,
+            expected_max: 3000,
+            expected_min: 1000,
+            severity: Severity::Rejection,
+            v2,
+        }
+    }
+
+    #[test]
+    fn consistency_alert_v1_and_v2() {
+        let fields: &[u8] = &[0x28, 0x23, 0xB8, 0x0B, 0xE8, 0x03, 0x02];
+        let b = bytes(1, 0x02, &[&SUSPECT, fields]);
+        assert_eq!(b.len(), 91);
+        check(&b, &repr(Version::V1, Body::ConsistencyAlert(alert(None))), 27);
+        let b = bytes(2, 0x02, &[&SUSPECT, fields, &[0x01], &TS]);
+        assert_eq!(b.len(), 96);
+        let v2 = Some(ConsistencyAlertV2 { quantity: QuantityType::Temperature, timestamp: T0 });
+        check(&b, &repr(Version::V2, Body::ConsistencyAlert(alert(v2))), 32);
+        let bad = bytes(1, 0x02, &[&SUSPECT, &[0x28, 0x23, 0xB8, 0x0B, 0xE8, 0x03, 0x03]]);
+        assert_eq!(FrameRepr::parse(&bad), Err(WireError::InvalidField { field: "severity", value: 3 }));
+    }
+
+    #[test]
+    fn inflammation_query_and_reply_carry_query_id_in_v2() {
+        let q = |v2| InflammationQuery {
+            suspect_id: DeviceId(SUSPECT),
+            quantity: QuantityType::Temperature,
+            suspect_reading: 9000,
+            reporter_reading: 2310,
+            timestamp: T0,
+            v2,
+        };
+        let fields: &[u8] = &[0x01, 0x28, 0x23, 0x06, 0x09];
+        check(&bytes(1, 0x21, &[&SUSPECT, fields, &TS]), &repr(Version::V1, Body::InflammationQuery(q(None))), 29);
+        let v2 = Some(InflammationQueryV2 { query_id: 0x0102_0304 });
+        let b = bytes(2, 0x21, &[&SUSPECT, fields, &TS, &[4, 3, 2, 1]]);
+        assert_eq!(b.len(), 97);
+        check(&b, &repr(Version::V2, Body::InflammationQuery(q(v2))), 33);
+
+        let r = |v2| InflammationReply {
+            suspect_id: DeviceId(SUSPECT),
+            verdict: Verdict::ContradictsSuspect,
+            own_reading: 2310,
+            own_confidence: 204,
+            v2,
+        };
+        let fields: &[u8] = &[0x01, 0x06, 0x09, 0xCC];
+        let b = bytes(1, 0x22, &[&SUSPECT, fields]);
+        assert_eq!(b.len(), 88);
+        check(&b, &repr(Version::V1, Body::InflammationReply(r(None))), 24);
+        let v2 = Some(InflammationReplyV2 { query_id: 0x0102_0304, timestamp: T0 + 1 });
+        let b = bytes(2, 0x22, &[&SUSPECT, fields, &[4, 3, 2, 1], &[0xC1, 0xF5, 0xCA, 0x65]]);
+        assert_eq!(b.len(), 96);
+        check(&b, &repr(Version::V2, Body::InflammationReply(r(v2))), 32);
+    }
+
+    #[test]
+    fn verdict_bytes_keep_the_spec_codes_under_meaningful_names() {
+        assert_eq!(Verdict::from_u8(0), Ok(Verdict::SeesChange));
+        assert_eq!(Verdict::from_u8(1), Ok(Verdict::ContradictsSuspect));
+        assert_eq!(Verdict::from_u8(2), Ok(Verdict::Abstain));
+        assert_eq!(Verdict::from_u8(3), Err(WireError::InvalidField { field: "verdict", value: 3 }));
+        let bad = bytes(1, 0x22, &[&SUSPECT, &[0x03, 0x06, 0x09, 0xCC]]);
+        assert_eq!(FrameRepr::parse(&bad), Err(WireError::InvalidField { field: "verdict", value: 3 }));
+    }
+
+    #[test]
+    fn own_layouts_pyrexia_rejection_and_nk_audit() {
+        let p = PyrexiaNotice {
+            subject_id: DeviceId(SUSPECT),
+            quantity: QuantityType::Temperature,
+            reading: 2310,
+            deviation_tenths: 15,
+            timestamp: T0,
+        };
+        let b = bytes(1, 0x20, &[&SUSPECT, &[0x01, 0x06, 0x09, 0x0F, 0x00], &TS]);
+        assert_eq!(b.len(), 93);
+        check(&b, &repr(Version::V1, Body::PyrexiaNotice(p)), 29);
+
+        let rj = RejectionNotice {
+            subject_id: DeviceId(SUSPECT),
+            reason: RejectionReason::InflammationVote,
+            deviation_tenths: 35,
+            query_id: 0x0102_0304,
+            timestamp: T0,
+        };
+        let b = bytes(2, 0x23, &[&SUSPECT, &[0x00, 0x23, 0x00, 4, 3, 2, 1], &TS]);
+        assert_eq!(b.len(), 95);
+        check(&b, &repr(Version::V2, Body::RejectionNotice(rj)), 31);
+        let bad = bytes(2, 0x23, &[&SUSPECT, &[0x04, 0x23, 0x00, 4, 3, 2, 1], &TS]);
+        assert_eq!(FrameRepr::parse(&bad), Err(WireError::InvalidField { field: "reason", value: 4 }));
+
+        let rq = NkAuditRequest {
+            target_id: DeviceId(SENDER),
+            subject_id: DeviceId(SUSPECT),
+            nonce: 0x1234_5678,
+            timestamp: T0,
+        };
+        let b = bytes(2, 0x24, &[&SENDER, &SUSPECT, &[0x78, 0x56, 0x34, 0x12], &TS]);
+        assert_eq!(b.len(), 100);
+        check(&b, &repr(Version::V2, Body::NkAuditRequest(rq)), 36);
+
+        let rs = NkAuditResponse {
+            requester_id: DeviceId(SENDER),
+            subject_id: DeviceId(SUSPECT),
+            nonce: 0x1234_5678,
+            result: AuditResult::DriftDetected,
+            drift_tenths: 60,
+            drifted_dims: 0x01,
+            timestamp: T0,
+        };
+        let b = bytes(2, 0x25, &[&SENDER, &SUSPECT, &[0x78, 0x56, 0x34, 0x12, 0x01, 0x3C, 0x00, 0x01], &TS]);
+        assert_eq!(b.len(), 104);
+        check(&b, &repr(Version::V2, Body::NkAuditResponse(rs)), 40);
+    }
+
+    const CLUSTER: [u8; 8] = [0xC1, 0xC2, 0xC3, 0xC4, 0xC5, 0xC6, 0xC7, 0xC8];
+    const ATTACK: [u8; 20] =
+        [0x01, 0xC8, 0x00, 0x32, 0x00, 0x10, 0x0E, 0x00, 0x00, 0x01, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+
+    fn vaccine(v2: Option<VaccineV2>) -> Vaccine {
+        Vaccine {
+            origin_timestamp: T0,
+            origin_cluster: Bytes(CLUSTER),
+            attack_type: AttackType::SlowDrift,
+            hops_from_origin: 3,
+            attack_signature: AttackSignature {
+                quantity: QuantityType::Temperature,
+                deviation_mean: 200,
+                deviation_std: 50,
+                temporal_pattern: 3600,
+                affected_dims: 1,
+                reserved: Bytes([0; 9]),
+            },
+            vaccine_strength: 180,
+            v2,
+        }
+    }
+
+    #[test]
+    fn vaccine_v1_is_the_spec_layout_with_hops_and_strength_signed() {
+        let b = bytes(1, 0x26, &[&TS, &CLUSTER, &[0x01, 0x03], &ATTACK, &[0xB4]]);
+        assert_eq!(b.len(), 111);
+        check(&b, &repr(Version::V1, Body::Vaccine(vaccine(None))), 47);
+        let bad = bytes(1, 0x26, &[&TS, &CLUSTER, &[0x05, 0x03], &ATTACK, &[0xB4]]);
+        assert_eq!(FrameRepr::parse(&bad), Err(WireError::InvalidField { field: "attack_type", value: 5 }));
+    }
+
+    #[test]
+    fn vaccine_v2_puts_hops_and_strength_after_the_signature() {
+        let mut b = bytes(2, 0x26, &[&TS, &CLUSTER, &[0x01], &ATTACK, &[0xFF, 0x0A]]);
+        b.extend_from_slice(&[0x03, 0xB4]);
+        assert_eq!(b.len(), 113);
+        let f = VaccineV2Frame {
+            sender_id: DeviceId(SENDER),
+            body: vaccine(Some(VaccineV2 { initial_strength: 255, max_hops: 10 })),
+            signature: Signature([0x5A; 64]),
+        };
+        assert_eq!(VaccineV2Frame::parse(&b), Ok(f));
+        assert_eq!(SignedFrame::parse(&b), Ok(SignedFrame::VaccineV2(f)));
+        let mut out = [0u8; 113];
+        assert_eq!(f.emit(&mut out), Ok(113));
+        assert_eq!(&out[..], &b[..]);
+        assert_eq!(SignedFrame::VaccineV2(f).signed_len(), 47);
+        // The generic path refuses rather than misreading the tail as signature.
+        assert_eq!(FrameRepr::parse(&b), Err(WireError::VersionMismatch { msg_type: 0x26, version: 2 }));
+
+        let relayed = f.relayed(4, 160).unwrap();
+        relayed.emit(&mut out).unwrap();
+        assert_eq!(&out[..111], &b[..111]);
+        assert_eq!(&out[111..], &[4, 160]);
+        assert_eq!(relayed.relayed(2, 160), Err(WireError::InvalidField { field: "hops_from_origin", value: 2 }));
+        assert_eq!(relayed.relayed(5, 200), Err(WireError::InvalidField { field: "vaccine_strength", value: 200 }));
+    }
+
+    #[test]
+    fn vaccine_v2_malformed() {
+        let mut b = bytes(2, 0x26, &[&TS, &CLUSTER, &[0x01], &ATTACK, &[0x80, 0x0A]]);
+        b.extend_from_slice(&[0x03, 0x81]);
+        // Tail strength above the signed initial strength is a forged raise.
+        assert_eq!(VaccineV2Frame::parse(&b), Err(WireError::InvalidField { field: "vaccine_strength", value: 0x81 }));
+        assert_eq!(VaccineV2Frame::parse(&b[..112]), Err(WireError::TooShort { needed: 113, got: 112 }));
+        b.push(0);
+        assert_eq!(VaccineV2Frame::parse(&b), Err(WireError::LengthMismatch { expected: 113, got: 114 }));
+        let v1 = bytes(1, 0x26, &[&TS, &CLUSTER, &[0x01, 0x03], &ATTACK, &[0xB4]]);
+        assert_eq!(VaccineV2Frame::parse(&v1), Err(WireError::VersionMismatch { msg_type: 0x26, version: 1 }));
+        let mut out = [0u8; 113];
+        let no_ext = VaccineV2Frame { sender_id: DeviceId(SENDER), body: vaccine(None), signature: Signature([0; 64]) };
+        assert_eq!(no_ext.emit(&mut out), Err(WireError::VersionMismatch { msg_type: 0x26, version: 2 }));
+    }
+
+    #[test]
+    fn profile_sync_v1_and_v2() {
+        let mut bins = heapless::Vec::new();
+        for b in [1u16, 2, 3] {
+            bins.push(b).unwrap();
+        }
+        let p1 = ProfileSync {
+            subject_id: DeviceId(SUSPECT),
+            profile_version: 0xFFFF,
+            component: ProfileComponent::Values,
+            bins: bins.clone(),
+            v2: None,
+        };
+        let b = bytes(1, 0x27, &[&SUSPECT, &[0xFF, 0xFF, 0x00, 0x03, 1, 0, 2, 0, 3, 0]]);
+        assert_eq!(b.len(), 88 + 6);
+        check(&b, &repr(Version::V1, Body::ProfileSync(p1.clone())), 30);
+
+        let stats = ProfileSyncV2 {
+            value_count: 100,
+            value_mean: 23.5,
+            value_var: 0.25,
+            value_min: 2000,
+            value_max: 2500,
+            last_updated: T0,
+        };
+        let p2 = ProfileSync { profile_version: 0x0001_0000, bins: bins.clone(), v2: Some(stats), ..p1.clone() };
+        let b = bytes(
+            2,
+            0x27,
+            &[
+                &SUSPECT,
+                &[0x00, 0x00, 0x01, 0x00, 0x00],
+                &[0x64, 0, 0, 0, 0x00, 0x00, 0xBC, 0x41, 0x00, 0x00, 0x80, 0x3E, 0xD0, 0x07, 0xC4, 0x09],
+                &TS,
+                &[0x03, 1, 0, 2, 0, 3, 0],
+            ],
+        );
+        assert_eq!(b.len(), 110 + 6);
+        check(&b, &repr(Version::V2, Body::ProfileSync(p2.clone())), 52);
+
+        // A u32 version does not fit the v1 u16 field.
+        let mut out = [0u8; 256];
+        let wide = repr(Version::V1, Body::ProfileSync(ProfileSync { v2: None, ..p2 }));
+        assert_eq!(wide.emit(&mut out), Err(WireError::InvalidField { field: "profile_version", value: 0x0001_0000 }));
+    }
+
+    #[test]
+    fn profile_sync_bins_max_out_at_fifty() {
+        let mut body = std::vec![0xFF, 0xFF, 0x04, 50];
+        body.extend_from_slice(&[0x34, 0x12].repeat(50));
+        let b = bytes(1, 0x27, &[&SUSPECT, &body]);
+        assert_eq!(b.len(), 188);
+        match FrameRepr::parse(&b) {
+            Ok(FrameRepr { body: Body::ProfileSync(p), .. }) => {
+                assert_eq!(p.bins.len(), 50);
+                assert!(p.bins.iter().all(|&x| x == 0x1234));
+                assert_eq!(p.component, ProfileComponent::Correlation);
+            }
+            other => panic!("{other:?}"),
+        }
+        body[3] = 51;
+        body.extend_from_slice(&[0x34, 0x12]);
+        let b = bytes(1, 0x27, &[&SUSPECT, &body]);
+        assert_eq!(FrameRepr::parse(&b), Err(WireError::InvalidField { field: "bin_count", value: 51 }));
+        body[2] = 5;
+        let b = bytes(1, 0x27, &[&SUSPECT, &body]);
+        assert_eq!(FrameRepr::parse(&b), Err(WireError::InvalidField { field: "component", value: 5 }));
+        // bin_count promises more bins than the frame holds.
+        let b = bytes(1, 0x27, &[&SUSPECT, &[0x01, 0x00, 0x00, 0x04, 1, 0]]);
+        assert!(matches!(FrameRepr::parse(&b), Err(WireError::TooShort { .. })));
+    }
+
+    #[test]
+    fn profile_sync_parse_accepts_any_float_bits() {
+        let nan = [0xFF, 0xFF, 0xFF, 0x7F];
+        let inf = [0x00, 0x00, 0x80, 0x7F];
+        let b = bytes(2, 0x27, &[&SUSPECT, &[1, 0, 0, 0, 0], &[0; 4], &nan, &inf, &[0; 4], &TS, &[0]]);
+        match FrameRepr::parse(&b) {
+            Ok(FrameRepr { body: Body::ProfileSync(ProfileSync { v2: Some(s), .. }), .. }) => {
+                assert!(s.value_mean.is_nan());
+                assert!(s.value_var.is_infinite());
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

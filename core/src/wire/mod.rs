@@ -14,8 +14,27 @@
 
 use crate::types::{DeviceId, Signature, MAGIC_BYTES, PROTOCOL_VERSION_1, PROTOCOL_VERSION_2};
 
+pub mod batch;
+pub mod dust;
+pub mod enroll;
+pub mod immune;
+pub mod metabolic;
+pub mod module;
+pub mod presence;
+#[cfg(test)]
+mod proptests;
+pub mod timesync;
 pub mod trace;
 
+pub use enroll::{Bytes, EnrollmentRequest, EnrollmentResponse, GatewayStatus, KeyRotation};
+pub use immune::{
+    ConsistencyAlert, InflammationQuery, InflammationReply, NkAuditRequest, NkAuditResponse, ProfileSync,
+    PyrexiaNotice, RejectionNotice, SignedFrame, Vaccine, VaccineV2Frame, Verdict,
+};
+pub use metabolic::{DataRetraction, DeathCertificate};
+pub use module::{ModuleAdvertise, ModuleFitness, ModuleRequest, ModuleTransfer};
+pub use presence::{capability, Heartbeat, Mode, ModeAnnounce, PresencePulse};
+pub use timesync::{TimeSyncRequest, TimeSyncResponse};
 pub use trace::{TraceDeposit, TraceDepositPacket};
 
 /// Length of the common header (ES-2.1).
@@ -525,6 +544,54 @@ macro_rules! bodies {
 bodies! {
     /// ES-2.3.
     TraceDeposit(TraceDeposit),
+    /// ES-2.5.
+    ConsistencyAlert(ConsistencyAlert),
+    /// ES-2.4.
+    PresencePulse(PresencePulse),
+    /// 0x11, our layout.
+    ModeAnnounce(ModeAnnounce),
+    /// 0x20, our layout.
+    PyrexiaNotice(PyrexiaNotice),
+    /// ES-2.6.
+    InflammationQuery(InflammationQuery),
+    /// ES-2.7.
+    InflammationReply(InflammationReply),
+    /// 0x23, our layout.
+    RejectionNotice(RejectionNotice),
+    /// 0x24, our layout.
+    NkAuditRequest(NkAuditRequest),
+    /// 0x25, our layout.
+    NkAuditResponse(NkAuditResponse),
+    /// ES-2.8, version 1 only here; version 2 is [`VaccineV2Frame`].
+    Vaccine(Vaccine),
+    /// ES-2.11.
+    ProfileSync(ProfileSync),
+    /// ES-2.10.
+    Heartbeat(Heartbeat),
+    /// ES-2.9.
+    DeathCertificate(DeathCertificate),
+    /// 0x32, our layout.
+    DataRetraction(DataRetraction),
+    /// 0x40, our layout.
+    ModuleAdvertise(ModuleAdvertise),
+    /// 0x41, our layout.
+    ModuleRequest(ModuleRequest),
+    /// 0x42, our layout.
+    ModuleTransfer(ModuleTransfer),
+    /// 0x43, our layout.
+    ModuleFitness(ModuleFitness),
+    /// 0x50, our layout.
+    TimeSyncRequest(TimeSyncRequest),
+    /// 0x51, our layout.
+    TimeSyncResponse(TimeSyncResponse),
+    /// ES-13.2.
+    EnrollmentRequest(EnrollmentRequest),
+    /// ES-13.2.
+    EnrollmentResponse(EnrollmentResponse),
+    /// 0x62, our layout.
+    KeyRotation(KeyRotation),
+    /// 0x70, our layout.
+    GatewayStatus(GatewayStatus),
 }
 
 impl FrameRepr {

@@ -9,11 +9,14 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 pub mod consistency;
+pub mod crypto;
 pub mod dag;
 pub mod distance;
+pub mod dust;
 pub mod field;
 pub mod gateway;
 pub mod guards;
+pub mod profile;
 pub mod quorum;
 pub mod wire;
 
@@ -62,6 +65,12 @@ pub enum Check {
     Gateway(gateway::Case),
     /// ES-2 wire formats.
     Wire(wire::Case),
+    /// ES-2.3/ES-12.4 Dust LoRa frames and the ES-6.1 TraceBatch.
+    Dust(dust::Case),
+    /// ES-13 crypto and enrollment.
+    Crypto(crypto::Case),
+    /// ES-4.2, ES-4.3, ES-7.4 behavioural profiles and NK audit.
+    Profile(profile::Case),
 }
 
 /// What running one case produced: the computed values, and the mismatches.
@@ -118,6 +127,9 @@ impl Check {
             Check::Guards(c) => guards::run(c),
             Check::Gateway(c) => gateway::run(c),
             Check::Wire(c) => wire::run(c),
+            Check::Dust(c) => dust::run(c),
+            Check::Crypto(c) => crypto::run(c),
+            Check::Profile(c) => profile::run(c),
         }
     }
 }
