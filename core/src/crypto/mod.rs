@@ -30,7 +30,9 @@ pub use enroll::{
     DhPublicKey, EnrollError, NetKey, ProvisionerCertificate, SealContext, SealedNetKey, CERTIFICATE_LEN, NETKEY_LEN,
     SEALED_NETKEY_LEN,
 };
-pub use fuzzy::{enroll as enroll_puf, reconstruct, PufError, PufHealth, Reconstruction, PUF_BITS, PUF_BYTES};
+pub use fuzzy::{
+    enroll as enroll_puf, reconstruct as reconstruct_puf, PufError, PufHealth, Reconstruction, PUF_BITS, PUF_BYTES,
+};
 pub use identity::{device_id_of, pubkey_hash, Identity, Seed, SEED_LEN};
 pub use sign::{
     presign_death_certificate, sign_frame, verify_frame, Crypto, FrameSigError, ModeledAuthority, ModeledCrypto,

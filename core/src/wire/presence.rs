@@ -9,47 +9,20 @@
 //! carries a timestamp, and MODE_ANNOUNCE is ours, so both have one layout
 //! for both versions. Offsets: `docs/wire-mesh.md`.
 //!
-//! The helpers shared by every body file live here too: [`Mode`],
+//! The helpers shared by every body file live here too: [`mode_named`],
 //! [`capability`] flags and [`check_ext`].
 
 use super::{BodyRepr, MessageType, Reader, Version, WireError, Writer};
 use crate::types::{HashPrefix2, Timestamp};
 
 /// Quorum-sensing operating mode (ES-3.2), as carried in PRESENCE_PULSE,
-/// MODE_ANNOUNCE and HEARTBEAT.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-pub enum Mode {
-    /// 0: fewer than THETA_LOW neighbours.
-    Solo,
-    /// 1: between the thresholds.
-    Quorum,
-    /// 2: more than THETA_HIGH neighbours.
-    Swarm,
-}
+/// MODE_ANNOUNCE and HEARTBEAT: the quorum machine's own type.
+pub use crate::quorum::QuorumMode as Mode;
 
-impl Mode {
-    /// Decodes a mode byte; anything above 2 names no mode.
-    pub fn from_u8(v: u8) -> Result<Self, WireError> {
-        Self::named("mode", v)
-    }
-    /// Decodes a mode byte held in the field `field` (for the error).
-    pub fn named(field: &'static str, v: u8) -> Result<Self, WireError> {
-        match v {
-            0 => Ok(Mode::Solo),
-            1 => Ok(Mode::Quorum),
-            2 => Ok(Mode::Swarm),
-            other => Err(WireError::InvalidField { field, value: other as u32 }),
-        }
-    }
-    /// The byte on the wire.
-    pub fn to_u8(self) -> u8 {
-        match self {
-            Mode::Solo => 0,
-            Mode::Quorum => 1,
-            Mode::Swarm => 2,
-        }
-    }
+/// Decodes a mode byte held in the field `field`; anything above 2 names no
+/// mode.
+pub fn mode_named(field: &'static str, v: u8) -> Result<Mode, WireError> {
+    Mode::from_u8(v).ok_or(WireError::InvalidField { field, value: v as u32 })
 }
 
 /// Bits of `capability_flags` (ES-13.2 bits 0–3, ES-16.4 bit 4). Unknown
@@ -107,7 +80,7 @@ impl BodyRepr for PresencePulse {
     const MSG_TYPE: MessageType = MessageType::PresencePulse;
 
     fn parse_body(version: Version, r: &mut Reader<'_>) -> Result<Self, WireError> {
-        let mode = Mode::from_u8(r.u8()?)?;
+        let mode = mode_named("mode", r.u8()?)?;
         let neighbor_count = r.u8()?;
         let v2 = match version {
             Version::V1 => None,
@@ -160,8 +133,8 @@ impl BodyRepr for ModeAnnounce {
 
     fn parse_body(_: Version, r: &mut Reader<'_>) -> Result<Self, WireError> {
         Ok(ModeAnnounce {
-            mode: Mode::from_u8(r.u8()?)?,
-            previous_mode: Mode::named("previous_mode", r.u8()?)?,
+            mode: mode_named("mode", r.u8()?)?,
+            previous_mode: mode_named("previous_mode", r.u8()?)?,
             neighbor_count: r.u8()?,
             capability_flags: r.u8()?,
             timestamp: r.u32()?,
@@ -211,7 +184,7 @@ impl BodyRepr for Heartbeat {
             timestamp: r.u32()?,
             uptime: r.u32()?,
             battery_level: r.u8()?,
-            mode: Mode::from_u8(r.u8()?)?,
+            mode: mode_named("mode", r.u8()?)?,
             dag_tip_hash: HashPrefix2(r.array()?),
         })
     }
