@@ -5,8 +5,6 @@
 //! 5000 ppm. [`QuantityType::scale`] says what one step means; arithmetic on
 //! readings is done in `i32` so that differences never overflow.
 
-use core::fmt;
-
 /// Protocol version of the layouts written in the spec.
 pub const PROTOCOL_VERSION_1: u8 = 0x01;
 /// Protocol version with the fixes of `docs/spec-deviations.md`; nodes send this.
@@ -121,24 +119,24 @@ macro_rules! byte_string {
                 }
                 let mut out = [0u8; $len];
                 for (i, byte) in out.iter_mut().enumerate() {
-                    let hi = hex_val(*s.as_bytes().get(2 * i)?)?;
-                    let lo = hex_val(*s.as_bytes().get(2 * i + 1)?)?;
+                    let hi = $crate::types::hex_val(*s.as_bytes().get(2 * i)?)?;
+                    let lo = $crate::types::hex_val(*s.as_bytes().get(2 * i + 1)?)?;
                     *byte = (hi << 4) | lo;
                 }
                 Some($name(out))
             }
         }
 
-        impl fmt::Debug for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        impl core::fmt::Debug for $name {
+            fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
                 write!(f, "{}(", stringify!($name))?;
-                fmt::Display::fmt(self, f)?;
+                core::fmt::Display::fmt(self, f)?;
                 write!(f, ")")
             }
         }
 
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        impl core::fmt::Display for $name {
+            fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
                 for b in self.0.iter() {
                     write!(f, "{:02x}", b)?;
                 }
@@ -167,7 +165,7 @@ macro_rules! byte_string {
                 struct V;
                 impl serde::de::Visitor<'_> for V {
                     type Value = $name;
-                    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    fn expecting(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
                         write!(f, "{} hex digits in wire order", 2 * $len)
                     }
                     fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<$name, E> {
@@ -180,7 +178,8 @@ macro_rules! byte_string {
     };
 }
 
-fn hex_val(c: u8) -> Option<u8> {
+/// One hex digit's value; shared by every hex byte-string type.
+pub(crate) fn hex_val(c: u8) -> Option<u8> {
     match c {
         b'0'..=b'9' => Some(c - b'0'),
         b'a'..=b'f' => Some(c - b'a' + 10),
@@ -188,6 +187,8 @@ fn hex_val(c: u8) -> Option<u8> {
         _ => None,
     }
 }
+
+pub(crate) use byte_string;
 
 byte_string!(
     /// `device_id`: the first 8 bytes of BLAKE2s(pubkey), a byte string in

@@ -76,87 +76,7 @@ pub fn crc8(data: &[u8]) -> u8 {
     data.iter().fold(0u8, |crc, &b| CRC8_TABLE[(crc ^ b) as usize])
 }
 
-macro_rules! hex_bytes {
-    ($(#[$doc:meta])* $name:ident, $len:expr) => {
-        $(#[$doc])*
-        #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-        pub struct $name(pub [u8; $len]);
-
-        impl $name {
-            /// The bytes in wire order.
-            pub fn as_bytes(&self) -> &[u8; $len] {
-                &self.0
-            }
-
-            /// Parses `2 × len` hex digits in wire order.
-            pub fn from_hex(s: &str) -> Option<Self> {
-                let s = s.as_bytes();
-                if s.len() != 2 * $len {
-                    return None;
-                }
-                let mut out = [0u8; $len];
-                for (byte, pair) in out.iter_mut().zip(s.chunks_exact(2)) {
-                    *byte = (hex_val(pair[0])? << 4) | hex_val(pair[1])?;
-                }
-                Some($name(out))
-            }
-        }
-
-        impl core::fmt::Display for $name {
-            fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-                self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
-            }
-        }
-
-        impl core::fmt::Debug for $name {
-            fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-                write!(f, "{}({self})", stringify!($name))
-            }
-        }
-
-        #[cfg(feature = "serde")]
-        impl serde::Serialize for $name {
-            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                const HEX: &[u8; 16] = b"0123456789abcdef";
-                let mut buf = [0u8; 2 * $len];
-                for (pair, b) in buf.chunks_exact_mut(2).zip(self.0.iter()) {
-                    pair[0] = HEX[(b >> 4) as usize];
-                    pair[1] = HEX[(b & 0xf) as usize];
-                }
-                // Only ASCII hex digits were written.
-                s.serialize_str(core::str::from_utf8(&buf).map_err(serde::ser::Error::custom)?)
-            }
-        }
-
-        #[cfg(feature = "serde")]
-        impl<'de> serde::Deserialize<'de> for $name {
-            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                struct V;
-                impl serde::de::Visitor<'_> for V {
-                    type Value = $name;
-                    fn expecting(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-                        write!(f, "{} hex digits in wire order", 2 * $len)
-                    }
-                    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<$name, E> {
-                        $name::from_hex(v).ok_or_else(|| E::invalid_value(serde::de::Unexpected::Str(v), &self))
-                    }
-                }
-                d.deserialize_str(V)
-            }
-        }
-    };
-}
-
-fn hex_val(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
-    }
-}
-
-hex_bytes!(
+crate::types::byte_string!(
     /// `sender_id_short`: `device_id[0..2]` in wire order, printed as hex like
     /// the `device_id` it abbreviates (`1807` for `1807f6e5d4c3b2a1`). The
     /// gateway maps it back to the full id (ES-13.3) and should hand out
@@ -164,7 +84,7 @@ hex_bytes!(
     ShortId,
     2
 );
-hex_bytes!(
+crate::types::byte_string!(
     /// The first 4 bytes of an AES-128-CMAC tag, computed and checked by the
     /// crypto layer with the device's provisioned key (ES-13.3).
     Mac4,
