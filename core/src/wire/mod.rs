@@ -26,6 +26,7 @@ mod proptests;
 pub mod timesync;
 pub mod trace;
 
+pub use crate::crypto::enroll::ProvisionerCertificate;
 pub use enroll::{Bytes, EnrollmentRequest, EnrollmentResponse, GatewayStatus, KeyRotation};
 pub use immune::{
     ConsistencyAlert, InflammationQuery, InflammationReply, NkAuditRequest, NkAuditResponse, ProfileSync,
@@ -228,6 +229,8 @@ message_types! {
     EnrollmentResponse = 0x61,
     /// 0x62, laid out here (ES-13.2 step 4).
     KeyRotation = 0x62,
+    /// 0x63, laid out here (SPEC-NOTES 41).
+    ProvisionerCertificate = 0x63,
     /// 0x70, laid out here (ES-16.4).
     GatewayStatus = 0x70,
     /// 0x71, the ES-6.1 TraceBatch framed with the common header.
@@ -590,6 +593,8 @@ bodies! {
     EnrollmentResponse(EnrollmentResponse),
     /// 0x62, our layout.
     KeyRotation(KeyRotation),
+    /// 0x63, our layout.
+    ProvisionerCertificate(ProvisionerCertificate),
     /// 0x70, our layout.
     GatewayStatus(GatewayStatus),
 }

@@ -363,21 +363,24 @@ fn timesync() -> BoxedStrategy<Body> {
 }
 
 fn enrollment(v: Version) -> BoxedStrategy<Body> {
-    let req = (bytes32(), any::<u8>(), vec(quantity(), 0..=MAX_SENSOR_TYPES), any::<u16>(), ext(v, any::<u32>()))
-        .prop_map(|(k, capability_flags, types, hw_version, nonce)| {
+    let req_v2 = (any::<u32>(), bytes32())
+        .prop_map(|(request_nonce, dh)| EnrollmentRequestV2 { request_nonce, dh_pubkey: Bytes(dh) });
+    let req = (bytes32(), any::<u8>(), vec(quantity(), 0..=MAX_SENSOR_TYPES), any::<u16>(), ext(v, req_v2)).prop_map(
+        |(k, capability_flags, types, hw_version, v2)| {
             Body::EnrollmentRequest(EnrollmentRequest {
                 pubkey: PublicKey(k),
                 capability_flags,
                 sensor_types: heapless::Vec::from_slice(&types).unwrap(),
                 hw_version,
-                v2: nonce.map(|request_nonce| EnrollmentRequestV2 { request_nonce }),
+                v2,
             })
-        });
+        },
+    );
     let resp = (device_id(), bytes32(), bytes32(), any::<u32>(), any::<u16>(), ext(v, any::<u32>())).prop_map(
         |(target_device_id, k, n, time_sync, deployment_zone, nonce)| {
             Body::EnrollmentResponse(EnrollmentResponse {
                 target_device_id,
-                provisioner_pubkey: PublicKey(k),
+                provisioner_pubkey: Bytes(k),
                 network_key_enc: Bytes(n),
                 time_sync,
                 deployment_zone,
@@ -385,24 +388,32 @@ fn enrollment(v: Version) -> BoxedStrategy<Body> {
             })
         },
     );
-    let rot = (device_id(), bytes32(), any::<u32>(), bytes32(), any::<[u8; 16]>(), any::<u32>()).prop_map(
-        |(target_device_id, e, key_epoch, n, t, deadline)| {
+    let rot = (device_id(), bytes32(), any::<u32>(), bytes32(), any::<u32>()).prop_map(
+        |(target_device_id, e, key_epoch, n, deadline)| {
             Body::KeyRotation(KeyRotation {
                 target_device_id,
                 ephemeral_pubkey: Bytes(e),
                 key_epoch,
                 new_netkey_enc: Bytes(n),
-                aead_tag: Bytes(t),
                 deadline,
             })
         },
     );
+    let cert =
+        (bytes32(), any::<u32>(), any::<u32>(), signature()).prop_map(|(k, not_before, not_after, signature)| {
+            Body::ProvisionerCertificate(ProvisionerCertificate {
+                provisioner_key: PublicKey(k),
+                not_before,
+                not_after,
+                signature,
+            })
+        });
     let gw = (any::<u16>(), any::<u32>(), any::<u8>(), any::<u32>()).prop_map(
         |(dust_device_count, uptime, anomaly_rate_self_report, timestamp)| {
             Body::GatewayStatus(GatewayStatus { dust_device_count, uptime, anomaly_rate_self_report, timestamp })
         },
     );
-    prop_oneof![req, resp, rot, gw].boxed()
+    prop_oneof![req, resp, rot, cert, gw].boxed()
 }
 
 /// Every body that travels through [`FrameRepr`] in version `v`.
