@@ -44,26 +44,28 @@ use crate::types::{DeviceId, Timestamp, MAX_NEIGHBORS};
 /// ES-2.2 message-type codes the guards' tables use (ENROLLMENT_REQUEST is
 /// ES-13.2's).
 pub mod msg {
+    use crate::wire::MessageType;
+
     /// TRACE_DEPOSIT, ES-2.3.
-    pub const TRACE_DEPOSIT: u8 = 0x01;
+    pub const TRACE_DEPOSIT: u8 = MessageType::TraceDeposit.to_u8();
     /// CONSISTENCY_ALERT, ES-2.5.
-    pub const CONSISTENCY_ALERT: u8 = 0x02;
+    pub const CONSISTENCY_ALERT: u8 = MessageType::ConsistencyAlert.to_u8();
     /// PRESENCE_PULSE, ES-2.4.
-    pub const PRESENCE_PULSE: u8 = 0x10;
+    pub const PRESENCE_PULSE: u8 = MessageType::PresencePulse.to_u8();
     /// INFLAMMATION_QUERY, ES-2.6.
-    pub const INFLAMMATION_QUERY: u8 = 0x21;
+    pub const INFLAMMATION_QUERY: u8 = MessageType::InflammationQuery.to_u8();
     /// INFLAMMATION_REPLY, ES-2.7.
-    pub const INFLAMMATION_REPLY: u8 = 0x22;
+    pub const INFLAMMATION_REPLY: u8 = MessageType::InflammationReply.to_u8();
     /// VACCINE, ES-2.8.
-    pub const VACCINE: u8 = 0x26;
+    pub const VACCINE: u8 = MessageType::Vaccine.to_u8();
     /// PROFILE_SYNC, ES-2.11.
-    pub const PROFILE_SYNC: u8 = 0x27;
+    pub const PROFILE_SYNC: u8 = MessageType::ProfileSync.to_u8();
     /// HEARTBEAT, ES-2.10.
-    pub const HEARTBEAT: u8 = 0x30;
+    pub const HEARTBEAT: u8 = MessageType::Heartbeat.to_u8();
     /// DEATH_CERTIFICATE, ES-2.9.
-    pub const DEATH_CERTIFICATE: u8 = 0x31;
+    pub const DEATH_CERTIFICATE: u8 = MessageType::DeathCertificate.to_u8();
     /// ENROLLMENT_REQUEST, ES-13.2.
-    pub const ENROLLMENT_REQUEST: u8 = 0x60;
+    pub const ENROLLMENT_REQUEST: u8 = MessageType::EnrollmentRequest.to_u8();
 }
 
 /// Devices the duplicate, flood and blacklist tables hold by default: twice

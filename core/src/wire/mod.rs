@@ -171,7 +171,7 @@ macro_rules! message_types {
             }
 
             /// The type byte.
-            pub fn to_u8(self) -> u8 {
+            pub const fn to_u8(self) -> u8 {
                 match self {
                     $(MessageType::$name => $code,)*
                 }
