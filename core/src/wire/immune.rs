@@ -943,38 +943,10 @@ impl BodyRepr for ProfileSync {
 #[cfg(test)]
 mod test {
     use super::*;
-    use crate::wire::{Body, Frame};
-    use std::vec::Vec;
+    use crate::wire::testutil::*;
+    use crate::wire::Body;
 
-    const SENDER: [u8; 8] = [0x18, 0x07, 0xF6, 0xE5, 0xD4, 0xC3, 0xB2, 0xA1];
     const SUSPECT: [u8; 8] = [0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18];
-    const TS: [u8; 4] = [0xC0, 0xF5, 0xCA, 0x65];
-    const T0: u32 = 1_707_800_000;
-
-    fn bytes(version: u8, t: u8, parts: &[&[u8]]) -> Vec<u8> {
-        let mut b = std::vec![0x4B, 0x42, version, t];
-        b.extend_from_slice(&SENDER);
-        for p in parts {
-            b.extend_from_slice(p);
-        }
-        b.extend_from_slice(&[0x5A; 64]);
-        b
-    }
-
-    fn repr(version: Version, body: Body) -> FrameRepr {
-        FrameRepr { version, sender_id: DeviceId(SENDER), body, signature: Signature([0x5A; 64]) }
-    }
-
-    /// Deconstruct (view), parse, construct and emit in one go.
-    fn check(b: &[u8], r: &FrameRepr, signed: usize) {
-        let f = Frame::new_checked(b).unwrap();
-        assert_eq!(f.signed_bytes().len(), signed);
-        assert_eq!(FrameRepr::parse(b), Ok(r.clone()));
-        let mut out = [0u8; 256];
-        let n = r.emit(&mut out).unwrap();
-        assert_eq!(&out[..n], b);
-        assert_eq!((r.buffer_len(), r.signed_len()), (b.len(), signed));
-    }
 
     fn alert(v2: Option<ConsistencyAlertV2>) -> ConsistencyAlert {
         ConsistencyAlert {

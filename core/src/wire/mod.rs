@@ -23,6 +23,8 @@ pub mod module;
 pub mod presence;
 #[cfg(test)]
 mod proptests;
+#[cfg(test)]
+mod testutil;
 pub mod timesync;
 pub mod trace;
 

@@ -205,39 +205,12 @@ impl BodyRepr for Heartbeat {
 #[cfg(test)]
 mod test {
     use super::*;
-    use crate::types::{DeviceId, Signature};
-    use crate::wire::{Body, Frame, FrameRepr};
-    use std::vec::Vec;
-
-    const SENDER: [u8; 8] = [0x18, 0x07, 0xF6, 0xE5, 0xD4, 0xC3, 0xB2, 0xA1];
-
-    fn bytes(version: u8, t: u8, body: &[u8]) -> Vec<u8> {
-        let mut b = std::vec![0x4B, 0x42, version, t];
-        b.extend_from_slice(&SENDER);
-        b.extend_from_slice(body);
-        b.extend_from_slice(&[0x5A; 64]);
-        b
-    }
-
-    fn repr(version: Version, body: Body) -> FrameRepr {
-        FrameRepr { version, sender_id: DeviceId(SENDER), body, signature: Signature([0x5A; 64]) }
-    }
-
-    /// Deconstruct (view), parse, construct and emit in one go.
-    fn check(b: &[u8], r: &FrameRepr, signed: usize) {
-        let f = Frame::new_checked(b).unwrap();
-        assert_eq!(f.signed_bytes().len(), signed);
-        assert_eq!(f.header().msg_type, r.body.msg_type());
-        assert_eq!(FrameRepr::parse(b), Ok(r.clone()));
-        let mut out = [0u8; 256];
-        let n = r.emit(&mut out).unwrap();
-        assert_eq!(&out[..n], b);
-        assert_eq!((r.buffer_len(), r.signed_len()), (b.len(), signed));
-    }
+    use crate::wire::testutil::*;
+    use crate::wire::{Body, FrameRepr};
 
     #[test]
     fn presence_pulse_v1_is_the_spec_layout() {
-        let b = bytes(1, 0x10, &[0x01, 0x07]);
+        let b = frame_bytes(1, 0x10, &[0x01, 0x07]);
         assert_eq!(b.len(), 78);
         let body = PresencePulse { mode: Mode::Quorum, neighbor_count: 7, v2: None };
         check(&b, &repr(Version::V1, Body::PresencePulse(body)), 14);
@@ -245,7 +218,7 @@ mod test {
 
     #[test]
     fn presence_pulse_v2_adds_timestamp_and_tx_power() {
-        let b = bytes(2, 0x10, &[0x02, 0x0C, 0xC0, 0xF5, 0xCA, 0x65, 0xEC]);
+        let b = frame_bytes(2, 0x10, &[0x02, 0x0C, 0xC0, 0xF5, 0xCA, 0x65, 0xEC]);
         assert_eq!(b.len(), 83);
         let v2 = Some(PresencePulseV2 { timestamp: 1_707_800_000, tx_power_dbm: -20 });
         let body = PresencePulse { mode: Mode::Swarm, neighbor_count: 12, v2 };
@@ -254,7 +227,7 @@ mod test {
 
     #[test]
     fn mode_announce_and_heartbeat() {
-        let b = bytes(2, 0x11, &[0x01, 0x00, 0x05, 0x11, 0xC0, 0xF5, 0xCA, 0x65]);
+        let b = frame_bytes(2, 0x11, &[0x01, 0x00, 0x05, 0x11, 0xC0, 0xF5, 0xCA, 0x65]);
         assert_eq!(b.len(), 84);
         let m = ModeAnnounce {
             mode: Mode::Quorum,
@@ -265,7 +238,7 @@ mod test {
         };
         check(&b, &repr(Version::V2, Body::ModeAnnounce(m)), 20);
 
-        let b = bytes(1, 0x30, &[0xC0, 0xF5, 0xCA, 0x65, 0x10, 0x0E, 0x00, 0x00, 0xFF, 0x02, 0xAB, 0xCD]);
+        let b = frame_bytes(1, 0x30, &[0xC0, 0xF5, 0xCA, 0x65, 0x10, 0x0E, 0x00, 0x00, 0xFF, 0x02, 0xAB, 0xCD]);
         assert_eq!(b.len(), 88);
         let h = Heartbeat {
             timestamp: 1_707_800_000,
@@ -275,24 +248,27 @@ mod test {
             dag_tip_hash: HashPrefix2([0xAB, 0xCD]),
         };
         check(&b, &repr(Version::V1, Body::Heartbeat(h)), 24);
-        check(&bytes(2, 0x30, &b[12..24]), &repr(Version::V2, Body::Heartbeat(h)), 24);
+        check(&frame_bytes(2, 0x30, &b[12..24]), &repr(Version::V2, Body::Heartbeat(h)), 24);
     }
 
     #[test]
     fn malformed_presence_frames_give_reasons() {
         assert_eq!(
-            FrameRepr::parse(&bytes(1, 0x10, &[0x03, 0x07])),
+            FrameRepr::parse(&frame_bytes(1, 0x10, &[0x03, 0x07])),
             Err(WireError::InvalidField { field: "mode", value: 3 })
         );
         assert_eq!(
-            FrameRepr::parse(&bytes(2, 0x11, &[0x01, 0x09, 0, 0, 0, 0, 0, 0])),
+            FrameRepr::parse(&frame_bytes(2, 0x11, &[0x01, 0x09, 0, 0, 0, 0, 0, 0])),
             Err(WireError::InvalidField { field: "previous_mode", value: 9 })
         );
         // A v1-sized pulse labelled version 2: the timestamp read (bytes
         // 14..18, plus the signature) is the first to run out.
-        assert_eq!(FrameRepr::parse(&bytes(2, 0x10, &[0x01, 0x07])), Err(WireError::TooShort { needed: 82, got: 78 }));
         assert_eq!(
-            FrameRepr::parse(&bytes(1, 0x10, &[0x01, 0x07, 0x00])),
+            FrameRepr::parse(&frame_bytes(2, 0x10, &[0x01, 0x07])),
+            Err(WireError::TooShort { needed: 82, got: 78 })
+        );
+        assert_eq!(
+            FrameRepr::parse(&frame_bytes(1, 0x10, &[0x01, 0x07, 0x00])),
             Err(WireError::LengthMismatch { expected: 78, got: 79 })
         );
         let mut out = [0u8; 128];
