@@ -25,7 +25,7 @@
 use super::presence::check_ext;
 use super::{BodyRepr, MessageType, Reader, Version, WireError, Writer};
 use crate::crypto::enroll::{ProvisionerCertificate, CERTIFICATE_LEN};
-use crate::types::{DeviceId, PublicKey, QuantityType, Timestamp};
+use crate::types::{hex_val, DeviceId, PublicKey, QuantityType, Timestamp};
 use core::fmt;
 
 /// Opaque bytes (ciphertexts, tags, cluster ids), printed and parsed as hex
@@ -56,15 +56,6 @@ impl<const N: usize> Bytes<N> {
             *byte = (hex_val(pair[0])? << 4) | hex_val(pair[1])?;
         }
         Some(Bytes(out))
-    }
-}
-
-fn hex_val(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
     }
 }
 
