@@ -1,5 +1,5 @@
 //! TraceBatch (ES-6.1), the Nano → Full node settlement message, and its
-//! TCP framing (ES-12.3). Layout with offsets: `docs/wire-dust.md`.
+//! TCP framing (ES-12.3). Layout with offsets: `docs/wire.md`.
 //!
 //! ES-6.1 gives a struct, not a byte layout. We frame it with the common
 //! 12-byte header (type 0x71, `sender_id` = `nano_id`) so that version and

@@ -1,6 +1,6 @@
 //! Dust frames over LoRa (ES-2.3 compressed variant, ES-12.4, ES-13.3),
 //! resolving the wire part of SPEC-NOTES 21 and the Dust downlinks of
-//! SPEC-NOTES 8. Layouts with offsets: `docs/wire-dust.md`.
+//! SPEC-NOTES 8. Layouts with offsets: `docs/wire.md`.
 //!
 //! Dust frames have no common header and no Ed25519 signature: a Dust node
 //! cannot run Ed25519 (ES-13.3). The receiver tells the layouts apart by

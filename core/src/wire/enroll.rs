@@ -20,7 +20,7 @@
 //! the header's `sender_id`. Every frame here stays within
 //! [`MAX_ENROLLMENT_FRAME`]. KEY_ROTATION, PROVISIONER_CERTIFICATE and
 //! GATEWAY_STATUS are ours and the same in both versions. Offsets:
-//! `docs/wire-mesh.md`.
+//! `docs/wire.md`.
 
 use super::presence::check_ext;
 use super::{BodyRepr, MessageType, Reader, Version, WireError, Writer};

@@ -20,7 +20,7 @@
 //! - PROFILE_SYNC: a u32 `profile_version` and the statistics a merge needs
 //!   (SPEC-NOTES 30).
 //!
-//! Offsets: `docs/wire-mesh.md`.
+//! Offsets: `docs/wire.md`.
 
 use super::enroll::Bytes;
 use super::presence::check_ext;

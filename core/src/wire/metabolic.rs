@@ -4,7 +4,7 @@
 //! Both carry a timestamp, so one layout serves both versions (SPEC-NOTES
 //! 33 needs nothing more). Whether a PUF-failure certificate can be signed
 //! at all (SPEC-NOTES 32) is the lifecycle's question, not the layout's.
-//! Offsets: `docs/wire-mesh.md`.
+//! Offsets: `docs/wire.md`.
 
 use super::{BodyRepr, MessageType, Reader, Version, WireError, Writer};
 use crate::types::{Hash32, QuantityType, Timestamp};

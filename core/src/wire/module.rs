@@ -9,7 +9,7 @@
 //! foreign chunk can only fail the image hash. A chunk holds at most
 //! [`MAX_CHUNK`] = 160 bytes, so the largest TRANSFER frame is 249 bytes and
 //! fits one 255-byte BLE extended advertisement (ES-12.2). Offsets:
-//! `docs/wire-mesh.md`.
+//! `docs/wire.md`.
 
 use super::{BodyRepr, MessageType, Reader, Version, WireError, Writer};
 use crate::types::{DeviceId, Hash32, Timestamp};

@@ -7,7 +7,7 @@
 //! "alive") and the sender's transmit power in dBm (SPEC-NOTES 34: without
 //! it a node can fake its distance by lowering its power). HEARTBEAT already
 //! carries a timestamp, and MODE_ANNOUNCE is ours, so both have one layout
-//! for both versions. Offsets: `docs/wire-mesh.md`.
+//! for both versions. Offsets: `docs/wire.md`.
 //!
 //! The helpers shared by every body file live here too: [`mode_named`],
 //! [`capability`] flags and [`check_ext`].

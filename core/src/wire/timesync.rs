@@ -4,7 +4,7 @@
 //! requester computes offset `((t2 − t1) + (t3 − t4)) / 2` with `t4` its own
 //! receive time; the random nonce makes each response answer one request, so
 //! a replayed response cannot set an old time (SPEC-NOTES 33). Offsets:
-//! `docs/wire-mesh.md`.
+//! `docs/wire.md`.
 
 use super::{BodyRepr, MessageType, Reader, Version, WireError, Writer};
 use crate::types::{DeviceId, Timestamp};
