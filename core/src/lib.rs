@@ -17,9 +17,16 @@ pub mod distance;
 pub mod field;
 pub mod gateway;
 pub mod guards;
+pub mod lifecycle;
+pub mod metabolic;
+pub mod morphogen;
+pub mod persist;
 pub mod profile;
 pub mod quorum;
+pub mod settlement;
 pub mod types;
+pub mod vaccine;
+pub mod valuation;
 pub mod wire;
 
 pub use types::*;

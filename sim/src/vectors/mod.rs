@@ -16,8 +16,12 @@ pub mod dust;
 pub mod field;
 pub mod gateway;
 pub mod guards;
+pub mod lifecycle;
+pub mod metabolic;
+pub mod persist;
 pub mod profile;
 pub mod quorum;
+pub mod vaccine;
 pub mod wire;
 
 /// One vector file.
@@ -71,6 +75,14 @@ pub enum Check {
     Crypto(crypto::Case),
     /// ES-4.2, ES-4.3, ES-7.4 behavioural profiles and NK audit.
     Profile(profile::Case),
+    /// ES-14 persistence.
+    Persist(persist::Case),
+    /// ES-3.1 lifecycle and the inflammation protocol.
+    Lifecycle(lifecycle::Case),
+    /// ES-2.8 vaccines.
+    Vaccine(vaccine::Case),
+    /// ES-1.2 metabolic decay, ES-4.4, ES-4.6, ES-6 settlement.
+    Metabolic(metabolic::Case),
 }
 
 /// What running one case produced: the computed values, and the mismatches.
@@ -130,6 +142,10 @@ impl Check {
             Check::Dust(c) => dust::run(c),
             Check::Crypto(c) => crypto::run(c),
             Check::Profile(c) => profile::run(c),
+            Check::Persist(c) => persist::run(c),
+            Check::Lifecycle(c) => lifecycle::run(c),
+            Check::Vaccine(c) => vaccine::run(c),
+            Check::Metabolic(c) => metabolic::run(c),
         }
     }
 }

@@ -1,0 +1,361 @@
+//! The inflammation vote (ES-3.1 `evaluate_inflammation`, SPEC-NOTES 22),
+//! the responder's side of it (`evaluate_inflammation_locally`) and the
+//! mapping of a consistency verdict into a subject event
+//! (`handle_consistency_result`), both undefined in the spec (SPEC-NOTES 42).
+//!
+//! A vote collects replies from DISTINCT responders other than the suspect
+//! that echo the query id and name the suspect; anything else is dropped
+//! with a [`DropReason`]. It decides early only when one verdict already has
+//! a strict majority of the EXPECTED responders (the rest can't overturn
+//! it), or once every expected responder has answered; otherwise at the
+//! timeout, by strict majority of the non-abstaining voters. Fewer than
+//! `min_voters` voters, or a tie, is [`VoteOutcome::Inconclusive`].
+
+use super::subject::{DeviationSample, SubjectEvent};
+use crate::consistency::{check_physical_consistency, ConsistencyInput, ConsistencyResult, InnateFailure};
+use crate::types::{DeviceId, QuantityType, Reading, MAX_NEIGHBORS};
+use crate::wire::immune::{InflammationReply, Verdict};
+
+/// Counts of one vote.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct Tally {
+    /// Responders that see the same change (environment changed).
+    pub sees_change: u8,
+    /// Responders that contradict the suspect (suspect anomalous).
+    pub contradicts: u8,
+    /// Responders without a comparable reading.
+    pub abstains: u8,
+    /// Responders the query went out to (neighbours other than the suspect).
+    pub expected: u8,
+}
+
+impl Tally {
+    /// Distinct responders counted so far.
+    pub fn responded(&self) -> u8 {
+        self.sees_change.saturating_add(self.contradicts).saturating_add(self.abstains)
+    }
+
+    /// Non-abstaining responders.
+    pub fn voters(&self) -> u8 {
+        self.sees_change.saturating_add(self.contradicts)
+    }
+
+    /// The decision, if one can be made now. `final_` is true at the
+    /// timeout; the vote is also final once every expected responder answered.
+    pub fn outcome(&self, final_: bool, min_voters: u8) -> Option<VoteOutcome> {
+        let (s, c, e) = (self.sees_change as u16, self.contradicts as u16, self.expected as u16);
+        let min = min_voters as u16;
+        if !final_ && self.responded() < self.expected {
+            return if s * 2 > e && s >= min {
+                Some(VoteOutcome::EnvironmentChanged)
+            } else if c * 2 > e && c >= min {
+                Some(VoteOutcome::SuspectAnomalous)
+            } else {
+                None
+            };
+        }
+        let voters = s + c;
+        Some(if voters < min.max(1) {
+            VoteOutcome::Inconclusive
+        } else if s * 2 > voters {
+            VoteOutcome::EnvironmentChanged
+        } else if c * 2 > voters {
+            VoteOutcome::SuspectAnomalous
+        } else {
+            VoteOutcome::Inconclusive
+        })
+    }
+}
+
+/// What a vote decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub enum VoteOutcome {
+    /// A majority sees the change: update the profile, back to NORMAL.
+    EnvironmentChanged,
+    /// A majority contradicts the suspect: REJECTION at ≥ 3σ, else PYREXIA.
+    SuspectAnomalous,
+    /// Tie or too few voters: PYREXIA and boundary learning (ES-7.6).
+    Inconclusive,
+}
+
+/// Why a reply was not counted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub enum DropReason {
+    /// No vote is open for this subject.
+    NoActiveQuery,
+    /// A version-1 reply carries no query id, so it can't be matched (or
+    /// told apart from a replay).
+    NoQueryId,
+    /// The query id is not the open vote's.
+    WrongQueryId,
+    /// The reply names another suspect.
+    WrongSuspect,
+    /// The suspect voted on itself.
+    FromSuspect,
+    /// This responder already voted.
+    DuplicateResponder,
+    /// The reply set is full (more responders than it was sized for).
+    ReplySetFull,
+}
+
+/// An open inflammation vote.
+#[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct ActiveQuery<const R: usize = MAX_NEIGHBORS> {
+    /// Id the replies must echo (never 0).
+    pub query_id: u32,
+    /// The suspect.
+    pub suspect: DeviceId,
+    /// Quantity of the readings.
+    pub quantity: QuantityType,
+    /// The suspect's reading that raised the query.
+    pub suspect_reading: Reading,
+    /// Our reading at the time.
+    pub my_reading: Reading,
+    /// When the query went out, monotonic ms.
+    pub started_ms: u64,
+    /// Counts so far.
+    pub tally: Tally,
+    responders: heapless::Vec<DeviceId, R>,
+}
+
+impl<const R: usize> ActiveQuery<R> {
+    /// Opens a vote expecting `expected` responders.
+    pub fn new(query_id: u32, sample: &DeviationSample, suspect: DeviceId, expected: u8, started_ms: u64) -> Self {
+        ActiveQuery {
+            query_id,
+            suspect,
+            quantity: sample.quantity,
+            suspect_reading: sample.suspect_reading,
+            my_reading: sample.my_reading,
+            started_ms,
+            tally: Tally { expected, ..Tally::default() },
+            responders: heapless::Vec::new(),
+        }
+    }
+
+    /// The distinct responders counted, in arrival order.
+    pub fn responders(&self) -> &[DeviceId] {
+        &self.responders
+    }
+
+    /// Counts a reply from `responder`, or says why not.
+    pub fn count(&mut self, responder: DeviceId, reply: &InflammationReply) -> Result<Tally, DropReason> {
+        let id = reply.v2.map(|v| v.query_id).ok_or(DropReason::NoQueryId)?;
+        if id != self.query_id {
+            return Err(DropReason::WrongQueryId);
+        }
+        if reply.suspect_id != self.suspect {
+            return Err(DropReason::WrongSuspect);
+        }
+        if responder == self.suspect {
+            return Err(DropReason::FromSuspect);
+        }
+        if self.responders.contains(&responder) {
+            return Err(DropReason::DuplicateResponder);
+        }
+        self.responders.push(responder).map_err(|_| DropReason::ReplySetFull)?;
+        let t = &mut self.tally;
+        match reply.verdict {
+            Verdict::SeesChange => t.sees_change = t.sees_change.saturating_add(1),
+            Verdict::ContradictsSuspect => t.contradicts = t.contradicts.saturating_add(1),
+            Verdict::Abstain => t.abstains = t.abstains.saturating_add(1),
+        }
+        Ok(*t)
+    }
+}
+
+/// The responder's verdict on an INFLAMMATION_QUERY (SPEC-NOTES 42), by the
+/// ES-4.1 check of our own reading against the suspect's:
+/// - within tolerance or less than 2σ beyond it → [`Verdict::SeesChange`]
+///   (we see what the suspect sees, up to what only raises PYREXIA);
+/// - 2σ or more beyond, or the suspect's value is physically impossible →
+///   [`Verdict::ContradictsSuspect`];
+/// - no reading of that quantity, unknown bounds, or our own reading is
+///   impossible (our sensor is the broken one) → [`Verdict::Abstain`].
+pub fn evaluate_inflammation_locally(
+    my_reading: Option<Reading>,
+    suspect_reading: Reading,
+    quantity: QuantityType,
+    distance_cm: u32,
+    time_delta_ms: u32,
+) -> Verdict {
+    let Some(my_reading) = my_reading else {
+        return Verdict::Abstain;
+    };
+    let input = ConsistencyInput { my_reading, their_reading: suspect_reading, quantity, distance_cm, time_delta_ms };
+    match check_physical_consistency(&input).result {
+        ConsistencyResult::Consistent | ConsistencyResult::Pyrexia(_) => Verdict::SeesChange,
+        ConsistencyResult::Inflammation(_)
+        | ConsistencyResult::Rejection(_)
+        | ConsistencyResult::RejectInnate(InnateFailure::Theirs) => Verdict::ContradictsSuspect,
+        ConsistencyResult::RejectInnate(InnateFailure::Mine) | ConsistencyResult::Unknown => Verdict::Abstain,
+    }
+}
+
+/// Where a consistency verdict goes (ES-10.3 `handle_consistency_result`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub enum ConsistencyEvent {
+    /// Feed this into the sender's [`SubjectRecord`](super::SubjectRecord).
+    Subject(SubjectEvent),
+    /// Our own reading is impossible: feed
+    /// [`NodeEvent::OwnReading`](super::NodeEvent::OwnReading) with `plausible: false`.
+    OwnSensorFault,
+    /// Nothing to judge (the quantity has no bounds).
+    Nothing,
+}
+
+/// Maps a [`ConsistencyResult`] of `input` (ours vs the sender's reading)
+/// into an event (SPEC-NOTES 42). CONSISTENT becomes a 0σ deviation so a
+/// recovering subject leaves PYREXIA; the graded verdicts carry their σ;
+/// an impossible sender reading is a Stratum-0 innate violation.
+pub fn handle_consistency_result(result: ConsistencyResult, input: &ConsistencyInput) -> ConsistencyEvent {
+    let sample = |sigma: f32| DeviationSample {
+        sigma,
+        quantity: input.quantity,
+        suspect_reading: input.their_reading,
+        my_reading: input.my_reading,
+    };
+    match result {
+        ConsistencyResult::Consistent => ConsistencyEvent::Subject(SubjectEvent::Deviation(sample(0.0))),
+        ConsistencyResult::Pyrexia(s) | ConsistencyResult::Inflammation(s) | ConsistencyResult::Rejection(s) => {
+            ConsistencyEvent::Subject(SubjectEvent::Deviation(sample(s)))
+        }
+        ConsistencyResult::RejectInnate(InnateFailure::Theirs) => {
+            ConsistencyEvent::Subject(SubjectEvent::InnateViolation(sample(f32::INFINITY)))
+        }
+        ConsistencyResult::RejectInnate(InnateFailure::Mine) => ConsistencyEvent::OwnSensorFault,
+        ConsistencyResult::Unknown => ConsistencyEvent::Nothing,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::immune::InflammationReplyV2;
+    use proptest::prelude::*;
+
+    fn id(b: u8) -> DeviceId {
+        DeviceId([b; 8])
+    }
+
+    fn reply(suspect: DeviceId, verdict: Verdict, query_id: Option<u32>) -> InflammationReply {
+        InflammationReply {
+            suspect_id: suspect,
+            verdict,
+            own_reading: 0,
+            own_confidence: 200,
+            v2: query_id.map(|query_id| InflammationReplyV2 { query_id, timestamp: 0 }),
+        }
+    }
+
+    fn query(expected: u8) -> ActiveQuery<4> {
+        let s = DeviationSample {
+            sigma: 3.5,
+            quantity: QuantityType::Temperature,
+            suspect_reading: 4000,
+            my_reading: 2300,
+        };
+        ActiveQuery::new(7, &s, id(0xEE), expected, 0)
+    }
+
+    #[test]
+    fn replies_are_matched_distinct_and_bounded() {
+        let mut q = query(8);
+        let s = id(0xEE);
+        assert_eq!(q.count(id(1), &reply(s, Verdict::SeesChange, None)), Err(DropReason::NoQueryId));
+        assert_eq!(q.count(id(1), &reply(s, Verdict::SeesChange, Some(8))), Err(DropReason::WrongQueryId));
+        assert_eq!(q.count(id(1), &reply(id(2), Verdict::SeesChange, Some(7))), Err(DropReason::WrongSuspect));
+        assert_eq!(q.count(s, &reply(s, Verdict::SeesChange, Some(7))), Err(DropReason::FromSuspect));
+        assert!(q.count(id(1), &reply(s, Verdict::ContradictsSuspect, Some(7))).is_ok());
+        assert_eq!(q.count(id(1), &reply(s, Verdict::SeesChange, Some(7))), Err(DropReason::DuplicateResponder));
+        for b in 2..=4 {
+            assert!(q.count(id(b), &reply(s, Verdict::Abstain, Some(7))).is_ok());
+        }
+        assert_eq!(q.count(id(5), &reply(s, Verdict::SeesChange, Some(7))), Err(DropReason::ReplySetFull));
+        assert_eq!(q.tally, Tally { sees_change: 0, contradicts: 1, abstains: 3, expected: 8 });
+    }
+
+    #[test]
+    fn one_early_reply_no_longer_decides() {
+        let t = Tally { contradicts: 1, expected: 6, ..Tally::default() };
+        assert_eq!(t.outcome(false, 2), None, "the spec's total/2 let the first DENY decide");
+        let t = Tally { contradicts: 4, sees_change: 1, expected: 6, ..Tally::default() };
+        assert_eq!(t.outcome(false, 2), Some(VoteOutcome::SuspectAnomalous));
+        let tie = Tally { contradicts: 2, sees_change: 2, abstains: 1, expected: 5 };
+        assert_eq!(tie.outcome(false, 2), Some(VoteOutcome::Inconclusive), "everyone answered: final");
+        assert_eq!(Tally::default().outcome(true, 2), Some(VoteOutcome::Inconclusive), "zero replies");
+        let lone = Tally { contradicts: 1, expected: 1, ..Tally::default() };
+        assert_eq!(lone.outcome(true, 2), Some(VoteOutcome::Inconclusive), "ES-7.6 two sensors alone");
+    }
+
+    #[test]
+    fn local_verdict_by_meaning() {
+        let t = QuantityType::Temperature;
+        assert_eq!(evaluate_inflammation_locally(Some(2310), 2340, t, 200, 5000), Verdict::SeesChange);
+        assert_eq!(evaluate_inflammation_locally(Some(2310), 8500, t, 100, 2000), Verdict::ContradictsSuspect);
+        assert_eq!(evaluate_inflammation_locally(None, 2340, t, 200, 5000), Verdict::Abstain);
+        assert_eq!(evaluate_inflammation_locally(Some(-30_000), 2340, t, 200, 5000), Verdict::Abstain);
+        assert_eq!(evaluate_inflammation_locally(Some(2310), -30_000, t, 200, 5000), Verdict::ContradictsSuspect);
+    }
+
+    #[test]
+    fn consistency_results_map_to_events() {
+        let input = ConsistencyInput {
+            my_reading: 2310,
+            their_reading: 8500,
+            quantity: QuantityType::Temperature,
+            distance_cm: 100,
+            time_delta_ms: 2000,
+        };
+        let ev = handle_consistency_result(check_physical_consistency(&input).result, &input);
+        match ev {
+            ConsistencyEvent::Subject(SubjectEvent::Deviation(d)) => {
+                assert!((d.sigma - 108.48).abs() < 1e-3);
+                assert_eq!((d.suspect_reading, d.my_reading), (8500, 2310));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            handle_consistency_result(ConsistencyResult::RejectInnate(InnateFailure::Mine), &input),
+            ConsistencyEvent::OwnSensorFault
+        );
+        assert_eq!(handle_consistency_result(ConsistencyResult::Unknown, &input), ConsistencyEvent::Nothing);
+        assert!(matches!(
+            handle_consistency_result(ConsistencyResult::RejectInnate(InnateFailure::Theirs), &input),
+            ConsistencyEvent::Subject(SubjectEvent::InnateViolation(_))
+        ));
+    }
+
+    proptest! {
+        #[test]
+        fn an_early_decision_is_never_overturned(s in 0u8..12, c in 0u8..12, a in 0u8..12, extra in 0u8..12, min in 1u8..4) {
+            let expected = s.saturating_add(c).saturating_add(a).saturating_add(extra);
+            let t = Tally { sees_change: s, contradicts: c, abstains: a, expected };
+            if let Some(early) = t.outcome(false, min) {
+                if t.responded() < expected {
+                    for more_s in 0..=extra {
+                        let more_c = extra - more_s;
+                        let end = Tally { sees_change: s + more_s, contradicts: c + more_c, ..t };
+                        prop_assert_eq!(end.outcome(true, min), Some(early));
+                    }
+                }
+            }
+        }
+
+        #[test]
+        fn a_decision_is_a_strict_majority_of_voters(s in 0u8..40, c in 0u8..40, min in 0u8..4) {
+            let t = Tally { sees_change: s, contradicts: c, abstains: 0, expected: 40 };
+            match t.outcome(true, min) {
+                Some(VoteOutcome::EnvironmentChanged) => prop_assert!(s > c && s + c >= min),
+                Some(VoteOutcome::SuspectAnomalous) => prop_assert!(c > s && s + c >= min),
+                Some(VoteOutcome::Inconclusive) => prop_assert!(s == c || s + c < min.max(1)),
+                None => prop_assert!(false, "a final tally always decides"),
+            }
+        }
+    }
+}
