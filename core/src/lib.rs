@@ -20,6 +20,7 @@ pub mod guards;
 pub mod lifecycle;
 pub mod metabolic;
 pub mod morphogen;
+pub mod node;
 pub mod persist;
 pub mod profile;
 pub mod quorum;

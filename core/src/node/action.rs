@@ -1,0 +1,253 @@
+//! What a [`Node`](super::Node) hands back (ES-10.2 outputs, sans-IO): frames
+//! to send, time-sync results for the caller's clock, lifecycle requests that
+//! need the outside world, and an audit record for every immune decision
+//! with the figures behind it.
+
+use crate::consistency::ConsistencyCheck;
+use crate::distance::DistanceEstimate;
+use crate::guards::DropReason;
+use crate::lifecycle::{Audit, LifecycleAction};
+use crate::persist::PersistedState;
+use crate::profile::{Deviation, NkAuditResult};
+use crate::types::{DeviceId, QuantityType, Reading, Weight};
+use crate::wire::WireError;
+
+/// Largest frame a node emits or accepts (BLE extended advertising payload).
+pub const MAX_FRAME: usize = 255;
+
+/// One encoded, signed frame.
+pub type FrameBuf = heapless::Vec<u8, MAX_FRAME>;
+
+/// Something the caller must do, or be told.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    /// Send this frame to every neighbour in radio range.
+    Broadcast(FrameBuf),
+    /// Send this frame to one device (an INFLAMMATION_REPLY, a TIME_SYNC_RESPONSE).
+    Unicast {
+        /// The addressee.
+        dest: DeviceId,
+        /// The frame.
+        frame: FrameBuf,
+    },
+    /// The sensor timer fired: read `quantity` and call
+    /// [`Node::handle_reading`](super::Node::handle_reading).
+    ReadSensor {
+        /// What to read.
+        quantity: QuantityType,
+    },
+    /// A time-sync exchange finished: the node's wall clock is `offset_ms`
+    /// behind `source` (add it). The node never sets a clock itself.
+    ClockOffset {
+        /// The clock source that answered.
+        source: DeviceId,
+        /// `((t2 − t1) + (t3 − t4)) / 2`, ms.
+        offset_ms: i64,
+        /// Round trip minus the responder's hold time, ms.
+        rtt_ms: i64,
+    },
+    /// Dust: send this uplink on LoRa (duty cycle is the caller's to enforce).
+    LoraUplink(FrameBuf),
+    /// Append this critical state to the krill_state journal
+    /// (`persist::Store::save_state`, ES-14, every `TIMER_FLASH_FLUSH`).
+    PersistState(PersistedState),
+    /// Write the node's DAG (`Node::dag().entries()`) as a fresh krill_dag
+    /// image (`persist::Store::compact_dag`), with the state flush.
+    PersistDag,
+    /// A lifecycle decision that needs the outside world (self-test,
+    /// remediation probe, re-enrolment, going silent); the node has already
+    /// carried out everything it can do alone.
+    Lifecycle(LifecycleAction),
+    /// Why a decision was taken.
+    Audit(AuditEvent),
+}
+
+/// Why a received frame was not handled.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum FrameDrop {
+    /// It does not decode (length, magic, version, type, field values).
+    Decode(WireError),
+    /// Our own frame came back over a relay.
+    OwnEcho,
+    /// A guard refused it (ES-15, SPEC-NOTES 17, 20).
+    Guard(DropReason),
+    /// No public key is registered for the sender: nothing can be verified,
+    /// and unverified ids must not create state (SPEC-NOTES 20).
+    UnknownSender,
+    /// The signature is not the registered key's: forged or corrupted.
+    BadSignature,
+    /// A gateway-vouched trace for a Dust device that gateway was not
+    /// registered to serve (ES-16.1).
+    NotServed,
+}
+
+/// Drops the guards do not count: decoding, unknown senders, bad
+/// signatures, echoes. Together with [`crate::guards::DropCounts`] every
+/// dropped frame is counted exactly once.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FrameDropCounts {
+    /// Frames that did not decode.
+    pub decode: u32,
+    /// Our own frames heard back.
+    pub own_echo: u32,
+    /// Frames from ids without a registered key.
+    pub unknown_sender: u32,
+    /// Frames whose signature did not verify.
+    pub bad_signature: u32,
+    /// Vouched traces from a gateway not serving that Dust device.
+    pub not_served: u32,
+}
+
+impl FrameDropCounts {
+    /// Counts one drop (guard drops are counted by `DropCounts`).
+    pub fn record(&mut self, d: FrameDrop) {
+        let c = match d {
+            FrameDrop::Decode(_) => &mut self.decode,
+            FrameDrop::OwnEcho => &mut self.own_echo,
+            FrameDrop::UnknownSender => &mut self.unknown_sender,
+            FrameDrop::BadSignature => &mut self.bad_signature,
+            FrameDrop::NotServed => &mut self.not_served,
+            FrameDrop::Guard(_) => return,
+        };
+        *c = c.saturating_add(1);
+    }
+}
+
+/// How a received trace was judged (ES-10.3 TRACE_DEPOSIT), with every figure.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TraceAssessment {
+    /// The sender.
+    pub subject: DeviceId,
+    /// Its quantity.
+    pub quantity: QuantityType,
+    /// Its reading.
+    pub reading: Reading,
+    /// The weight it claimed.
+    pub claimed_weight: Weight,
+    /// The weight the field used: min(our assessment, claim) (SPEC-NOTES 7).
+    pub used_weight: Weight,
+    /// The profile deviation, computed before the trace joined the profile
+    /// (SPEC-NOTES 26); `None` before the subject has a profile.
+    pub deviation: Option<Deviation>,
+    /// Our own latest reading of the same quantity, if any.
+    pub my_reading: Option<Reading>,
+    /// The physical consistency check against it.
+    pub consistency: Option<ConsistencyCheck>,
+    /// The distance the check used; `method == Unknown` flags a check made
+    /// with the 30 m fallback (SPEC-NOTES 34).
+    pub distance: DistanceEstimate,
+    /// `|t_theirs − t_mine|`, ms (SPEC-NOTES 26).
+    pub time_delta_ms: u32,
+    /// The σ fed to the subject's lifecycle record: the larger of the
+    /// profile deviation and the consistency σ.
+    pub fed_sigma: f32,
+    /// True when the trace also joined the profile (below the inflammation band).
+    pub profile_updated: bool,
+}
+
+/// One immune or dispatch decision.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum AuditEvent {
+    /// A received frame was dropped.
+    Dropped {
+        /// The header's sender id (unverified), all zero if unreadable.
+        sender: DeviceId,
+        /// The message-type byte, 0 if unreadable.
+        msg_type: u8,
+        /// Why.
+        reason: FrameDrop,
+    },
+    /// A received trace was assessed.
+    Trace(TraceAssessment),
+    /// A lifecycle machine (a subject's record or our own) moved or decided.
+    Lifecycle(Audit),
+    /// An NK audit ran on a subject's profile (ES-4.3).
+    NkAudit {
+        /// The audited subject.
+        subject: DeviceId,
+        /// The random byte that selected it.
+        draw: u8,
+        /// What it found.
+        result: NkAuditResult,
+    },
+    /// Our own reading failed the innate (absolute bounds) check.
+    OwnReadingImpossible {
+        /// The quantity.
+        quantity: QuantityType,
+        /// The reading.
+        reading: Reading,
+    },
+    /// A REJECTION_NOTICE naming us arrived; it is only recorded, since a
+    /// single peer must not be able to quarantine a node.
+    RejectedBy {
+        /// Who sent it.
+        by: DeviceId,
+    },
+    /// A Dust frame (uplink at a gateway, downlink at a Dust node) was refused.
+    DustDropped {
+        /// Why.
+        reason: super::dust::DustDrop,
+    },
+    /// A Dust node obeyed an authenticated REJECTION_NOTICE.
+    DustQuarantined,
+    /// A Dust node received an authenticated VACCINE.
+    DustVaccine {
+        /// ES-2.8 attack type code.
+        attack_type: u8,
+        /// The quantity it targets.
+        quantity: QuantityType,
+    },
+    /// A VACCINE (v2) was handled: applied, possibly relayed, or refused.
+    Vaccine {
+        /// Its origin (the signer).
+        origin: DeviceId,
+        /// What happened.
+        outcome: VaccineOutcome,
+    },
+    /// A neighbour's PROFILE_SYNC was merged into a profile still learning.
+    ProfileMerged {
+        /// The profiled subject.
+        subject: DeviceId,
+        /// Who sent the sync.
+        from: DeviceId,
+    },
+    /// A DEATH_CERTIFICATE removed a device from our tables.
+    Died {
+        /// The dead device.
+        device: DeviceId,
+    },
+}
+
+/// What happened to a received VACCINE copy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VaccineOutcome {
+    /// Stored in the vaccine table; `relayed` when a copy went out.
+    Applied {
+        /// What storing it did.
+        stored: crate::vaccine::ApplyOutcome,
+        /// True when its TTL allowed another hop.
+        relayed: bool,
+    },
+    /// Refused by the relay rules (TTL, strength above the signed initial).
+    Refused(crate::vaccine::VaccineError),
+}
+
+/// Where a node puts its actions. Implemented for `heapless::Vec` (drops
+/// what does not fit and counts nothing: size the vector for one call) and
+/// for closures, so a std caller writes `&mut |a| out.push(a)`.
+pub trait Sink {
+    /// Takes one action.
+    fn push(&mut self, action: Action);
+}
+
+impl<const K: usize> Sink for heapless::Vec<Action, K> {
+    fn push(&mut self, action: Action) {
+        let _ = heapless::Vec::push(self, action);
+    }
+}
+
+impl<F: FnMut(Action)> Sink for F {
+    fn push(&mut self, action: Action) {
+        self(action)
+    }
+}

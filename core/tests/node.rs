@@ -1,0 +1,713 @@
+//! Several `Node`s wired by hand on a virtual clock (ES-10): a `Mesh` that
+//! advances to the earliest deadline and delivers every broadcast to every
+//! other node, in the manner of quinn-proto's `Pair`.
+
+use krill_core::crypto::{Crypto, Identity, ModeledAuthority, ModeledCrypto, RealCrypto, Seed};
+use krill_core::guards::DropReason;
+use krill_core::lifecycle::{self, SubjectState};
+use krill_core::node::{
+    Action, AuditEvent, BoardNode, DustSizedNode, FrameDrop, NanoNode, Node, NodeConfig, Now, Rng, TimerConfig,
+};
+use krill_core::types::{DeviceId, QuantityType, Reading};
+use std::collections::VecDeque;
+
+const UNIX0: u32 = 1_700_000_000;
+
+/// Nano capacities trimmed so that several nodes fit a test thread's stack
+/// (the ES-1.2 Nano is ~0.5 MB, see `node_sizes`).
+type TestNode<C> = Node<C, 8, 512, 16, 64>;
+
+struct Lcg(u64);
+
+impl Rng for Lcg {
+    fn next_u32(&mut self) -> u32 {
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (self.0 >> 33) as u32
+    }
+}
+
+fn identity(i: u8) -> Identity {
+    Identity::from_seed(&Seed([i.wrapping_add(1); 32]))
+}
+
+fn now_at(ms: u64) -> Now {
+    Now::new(ms, UNIX0 + (ms / 1000) as u32)
+}
+
+/// Short neonatal periods so a test runs in simulated minutes.
+fn fast_config() -> NodeConfig {
+    let mut cfg = NodeConfig { subject_neonatal_ms: 60_000, ..NodeConfig::default() };
+    cfg.lifecycle.neonatal_duration_ms = 60_000;
+    cfg.quorum.min_transition_interval = 0;
+    cfg
+}
+
+type Reader = Box<dyn FnMut(usize, u64) -> Reading>;
+
+struct Mesh<C: Crypto> {
+    nodes: Vec<TestNode<C>>,
+    now_ms: u64,
+    rng: Lcg,
+    read: Reader,
+    audits: Vec<Vec<AuditEvent>>,
+    offsets: Vec<i64>,
+    /// Broadcast frames by sender and message type.
+    sent: Vec<(usize, u8)>,
+}
+
+impl<C: Crypto> Mesh<C> {
+    fn new(cryptos: Vec<C>, cfg: NodeConfig, read: Reader) -> Self {
+        let cfgs = vec![cfg; cryptos.len()];
+        Self::with_configs(cryptos, cfgs, read)
+    }
+
+    fn with_configs(cryptos: Vec<C>, cfgs: Vec<NodeConfig>, read: Reader) -> Self {
+        let keys: Vec<_> = cryptos.iter().map(|c| c.public_key()).collect();
+        let n = cryptos.len();
+        let mut nodes: Vec<TestNode<C>> = cryptos
+            .into_iter()
+            .zip(cfgs)
+            .enumerate()
+            .map(|(i, (c, cfg))| Node::new(cfg, c, now_at(0), 1 + i as u32))
+            .collect();
+        for node in &mut nodes {
+            for k in &keys {
+                if krill_core::crypto::device_id_of(k) != node.id() {
+                    node.register_peer(*k).unwrap();
+                }
+            }
+        }
+        Mesh {
+            nodes,
+            now_ms: 0,
+            rng: Lcg(42),
+            read,
+            audits: vec![Vec::new(); n],
+            offsets: vec![0; n],
+            sent: Vec::new(),
+        }
+    }
+
+    fn index_of(&self, id: DeviceId) -> Option<usize> {
+        self.nodes.iter().position(|n| n.id() == id)
+    }
+
+    /// Carries out `actions` of node `from`, delivering frames until idle.
+    fn drain(&mut self, mut queue: VecDeque<(usize, Action)>) {
+        while let Some((from, a)) = queue.pop_front() {
+            let now = now_at(self.now_ms);
+            let mut out = Vec::new();
+            match a {
+                Action::Broadcast(f) => {
+                    self.sent.push((from, f[3]));
+                    for to in 0..self.nodes.len() {
+                        if to != from {
+                            self.nodes[to].handle_frame(now, &f, -59, 0, &mut |a| out.push((to, a)));
+                        }
+                    }
+                }
+                Action::Unicast { dest, frame } => {
+                    if let Some(to) = self.index_of(dest) {
+                        self.nodes[to].handle_frame(now, &frame, -59, 0, &mut |a| out.push((to, a)));
+                    }
+                }
+                Action::ReadSensor { quantity } => {
+                    let r = (self.read)(from, self.now_ms);
+                    self.nodes[from].handle_reading(now, quantity, r, &mut |a| out.push((from, a)));
+                }
+                Action::Audit(e) => self.audits[from].push(e),
+                Action::ClockOffset { offset_ms, .. } => self.offsets[from] = offset_ms,
+                Action::Lifecycle(_) | Action::PersistState(_) | Action::PersistDag | Action::LoraUplink(_) => {}
+            }
+            queue.extend(out);
+        }
+    }
+
+    /// Advances to the earliest deadline and runs everything due.
+    fn step(&mut self) {
+        let next = self.nodes.iter().map(|n| n.next_deadline()).min().unwrap();
+        self.now_ms = next.max(self.now_ms);
+        let now = now_at(self.now_ms);
+        let mut queue = VecDeque::new();
+        for i in 0..self.nodes.len() {
+            if self.nodes[i].next_deadline() <= self.now_ms {
+                let mut out = Vec::new();
+                self.nodes[i].handle_timers(now, &mut self.rng, &mut |a| out.push((i, a)));
+                queue.extend(out);
+            }
+        }
+        self.drain(queue);
+    }
+
+    fn run_until(&mut self, ms: u64) {
+        while self.nodes.iter().map(|n| n.next_deadline()).min().unwrap() <= ms {
+            self.step();
+        }
+        self.now_ms = ms;
+    }
+
+    /// States the other nodes hold about node `j`.
+    fn views_of(&self, j: usize) -> Vec<Option<SubjectState>> {
+        let id = self.nodes[j].id();
+        (0..self.nodes.len()).filter(|&i| i != j).map(|i| self.nodes[i].subject_state(id)).collect()
+    }
+
+    fn rejection_notices(&self) -> usize {
+        self.audits
+            .iter()
+            .flatten()
+            .filter(|e| {
+                matches!(e, AuditEvent::Lifecycle(a) if a.to == lifecycle::AnyState::Subject(SubjectState::Rejection))
+            })
+            .count()
+    }
+}
+
+fn modeled(n: u8) -> Vec<ModeledCrypto> {
+    let auth = ModeledAuthority::new(&[9; 32]);
+    (0..n).map(|i| auth.crypto_for(&identity(i))).collect()
+}
+
+/// Honest sensor noise of ±1 LSB (0.01 °C), deterministic per node and time.
+fn honest(i: usize, ms: u64) -> Reading {
+    2200 + ((i as u64 * 7 + ms / 5000) % 3) as Reading - 1
+}
+
+#[test]
+fn spiking_nano_leaves_normal_at_its_neighbours_and_no_honest_one_does() {
+    const SPIKER: usize = 6;
+    const SPIKE_FROM_MS: u64 = 150_000;
+    let read: Reader = Box::new(|i, ms| if i == SPIKER && ms >= SPIKE_FROM_MS { 6000 } else { honest(i, ms) });
+    let mut mesh = Mesh::new(modeled(7), fast_config(), read);
+
+    mesh.run_until(SPIKE_FROM_MS - 1);
+    for j in 0..7 {
+        assert!(
+            mesh.views_of(j).iter().all(|s| *s == Some(SubjectState::Normal)),
+            "before the spike every record is NORMAL, node {j}: {:?}",
+            mesh.views_of(j)
+        );
+    }
+    mesh.run_until(SPIKE_FROM_MS + 30_000);
+
+    let spiker_views = mesh.views_of(SPIKER);
+    assert!(
+        spiker_views
+            .iter()
+            .all(|s| matches!(s, Some(SubjectState::Pyrexia | SubjectState::Inflammation | SubjectState::Rejection))),
+        "the spiker left NORMAL everywhere: {spiker_views:?}"
+    );
+    assert!(spiker_views.contains(&Some(SubjectState::Rejection)), "the vote rejected it: {spiker_views:?}");
+    // Records held by honest monitors about honest nodes. The spiker's own
+    // records of them do move (its sensor disagrees with everyone), and its
+    // queries are answered "the suspect is fine" by the rest.
+    for j in 0..SPIKER {
+        let views: Vec<_> = mesh.views_of(j).into_iter().take(SPIKER - 1).collect();
+        assert!(views.iter().all(|s| *s == Some(SubjectState::Normal)), "honest node {j} stays NORMAL: {views:?}");
+    }
+    // The rejected spiker's later traces carry no weight in the field.
+    let spiker_id = mesh.nodes[SPIKER].id();
+    let honest_monitor = &mesh.nodes[0];
+    if honest_monitor.subject_state(spiker_id) == Some(SubjectState::Rejection) {
+        assert!(honest_monitor.subject(spiker_id).unwrap().is_isolated());
+        assert!(honest_monitor.field().entries().filter(|e| e.device == spiker_id).all(|e| e.weight == 0));
+    }
+    // Every assessment carries its figures: the consistency check ran with a
+    // known (RSSI) distance once presence pulses were heard.
+    let a = mesh.audits[0]
+        .iter()
+        .rev()
+        .find_map(|e| match e {
+            AuditEvent::Trace(t) if t.subject == spiker_id => Some(*t),
+            _ => None,
+        })
+        .unwrap();
+    assert!(a.distance.is_known());
+    assert!(a.consistency.is_some());
+    assert!(a.used_weight <= a.claimed_weight);
+}
+
+#[test]
+fn hvac_step_seen_by_all_rejects_no_one() {
+    const STEP_MS: u64 = 150_000;
+    let read: Reader = Box::new(|i, ms| honest(i, ms) + if ms >= STEP_MS { 500 } else { 0 });
+    let mut mesh = Mesh::new(modeled(7), fast_config(), read);
+    mesh.run_until(STEP_MS + 60_000);
+    assert_eq!(mesh.rejection_notices(), 0);
+    for j in 0..7 {
+        for s in mesh.views_of(j) {
+            assert!(
+                !matches!(s, Some(SubjectState::Rejection | SubjectState::Quarantine | SubjectState::Apoptotic)),
+                "node {j}: {s:?}"
+            );
+        }
+    }
+    // The step did raise questions, and the neighbours answered "I see it too".
+    let decided_env = mesh.audits.iter().flatten().any(|e| {
+        matches!(e, AuditEvent::Lifecycle(a) if matches!(a.reason, lifecycle::Reason::VoteDecided {
+            outcome: lifecycle::VoteOutcome::EnvironmentChanged, .. }))
+    });
+    assert!(decided_env);
+}
+
+fn real_pair() -> (TestNode<RealCrypto>, TestNode<RealCrypto>) {
+    let (ia, ib) = (identity(0), identity(1));
+    let mut a: TestNode<RealCrypto> = Node::new(fast_config(), RealCrypto::new(&ia), now_at(0), 1);
+    let mut b: TestNode<RealCrypto> = Node::new(fast_config(), RealCrypto::new(&ib), now_at(0), 2);
+    a.register_peer(ib.public_key()).unwrap();
+    b.register_peer(ia.public_key()).unwrap();
+    (a, b)
+}
+
+/// The frame of one own trace of `node` at `now`.
+fn trace_frame<C: Crypto>(node: &mut TestNode<C>, now: Now, reading: Reading) -> Vec<u8> {
+    let mut out = Vec::new();
+    node.handle_reading(now, QuantityType::Temperature, reading, &mut |a| out.push(a));
+    out.into_iter()
+        .find_map(|a| match a {
+            Action::Broadcast(f) => Some(f.to_vec()),
+            _ => None,
+        })
+        .unwrap()
+}
+
+fn deliver<C: Crypto>(node: &mut TestNode<C>, now: Now, frame: &[u8]) -> Vec<FrameDrop> {
+    let mut drops = Vec::new();
+    node.handle_frame(now, frame, -60, 0, &mut |a| {
+        if let Action::Audit(AuditEvent::Dropped { reason, .. }) = a {
+            drops.push(reason)
+        }
+    });
+    drops
+}
+
+#[test]
+fn profiles_sync_every_tenth_epoch_and_merge_only_while_learning() {
+    let mut cfg = fast_config();
+    cfg.timers.epoch_tick_ms = 6_000;
+    cfg.subject_neonatal_ms = 30_000;
+    let mut learner = cfg.clone();
+    learner.subject_neonatal_ms = 600_000;
+    let read: Reader = Box::new(honest);
+    let mut mesh = Mesh::with_configs(modeled(4), vec![cfg.clone(), cfg.clone(), cfg, learner], read);
+    mesh.run_until(126_000);
+    // 21 epochs; each node holds 3 subjects, each synced once per 10 epochs
+    // once it left NEONATAL (after 30 s, i.e. from epoch 5 on).
+    for i in 0..3 {
+        let syncs = mesh.sent.iter().filter(|(from, t)| *from == i && *t == 0x27).count();
+        assert!((3..=6).contains(&syncs), "node {i} sent {syncs} PROFILE_SYNCs");
+    }
+    assert_eq!(mesh.sent.iter().filter(|(from, t)| *from == 3 && *t == 0x27).count(), 0, "a learner sends none");
+    let merged = |i: usize| mesh.audits[i].iter().filter(|e| matches!(e, AuditEvent::ProfileMerged { .. })).count();
+    assert!(merged(3) > 0, "the learner merged its neighbours' profiles");
+    assert_eq!(merged(0) + merged(1) + merged(2), 0, "running profiles are not pulled by remote syncs");
+}
+
+#[test]
+fn replayed_and_forged_frames_are_dropped_with_their_reason() {
+    let (mut a, mut b) = real_pair();
+    let t0 = now_at(1_000);
+    let f = trace_frame(&mut a, t0, 2200);
+    assert!(deliver(&mut b, t0, &f).is_empty());
+    assert!(b.subject(a.id()).is_some());
+
+    // The same frame again: a duplicate.
+    assert_eq!(deliver(&mut b, now_at(2_000), &f), [FrameDrop::Guard(DropReason::Duplicate)]);
+    // Replayed 200 s later: stale against our clock (SPEC-NOTES 17).
+    assert_eq!(deliver(&mut b, now_at(201_000), &f), [FrameDrop::Guard(DropReason::Stale)]);
+
+    // A forged signature, many times over, with the victim's id...
+    let f2 = trace_frame(&mut a, now_at(6_000), 2201);
+    let mut forged = f2.clone();
+    let last = forged.len() - 1;
+    forged[last] ^= 1;
+    for _ in 0..100 {
+        assert_eq!(deliver(&mut b, now_at(6_000), &forged), [FrameDrop::BadSignature]);
+    }
+    // ...charged nothing: the genuine frame still gets through (SPEC-NOTES 20).
+    assert!(deliver(&mut b, now_at(6_000), &f2).is_empty());
+    assert_eq!(b.guard_drops().get(DropReason::RateLimited), 0);
+    assert_eq!(b.guard_drops().get(DropReason::Flooded), 0);
+    assert_eq!(b.frame_drops().bad_signature, 100);
+
+    // A body altered under a valid-looking signature.
+    let mut tampered = trace_frame(&mut a, now_at(11_000), 2202);
+    tampered[17] ^= 0x10;
+    assert_eq!(deliver(&mut b, now_at(11_000), &tampered), [FrameDrop::BadSignature]);
+
+    // A sender without a registered key.
+    let mut stranger: TestNode<RealCrypto> = Node::new(fast_config(), RealCrypto::new(&identity(5)), now_at(0), 3);
+    let fs = trace_frame(&mut stranger, now_at(12_000), 2200);
+    assert_eq!(deliver(&mut b, now_at(12_000), &fs), [FrameDrop::UnknownSender]);
+    assert_eq!(b.frame_drops().unknown_sender, 1);
+    assert!(b.subject(stranger.id()).is_none(), "an unverified id creates no state");
+
+    // Stamped 100 s in b's future.
+    let ahead = trace_frame(&mut a, Now::new(16_000, UNIX0 + 116), 2200);
+    assert_eq!(deliver(&mut b, now_at(16_000), &ahead), [FrameDrop::Guard(DropReason::FromFuture)]);
+
+    // Truncated and garbage frames do not decode.
+    assert!(matches!(deliver(&mut b, now_at(17_000), &f2[..40])[..], [FrameDrop::Decode(_)]));
+    assert!(matches!(deliver(&mut b, now_at(17_000), b"hello")[..], [FrameDrop::Decode(_)]));
+    // Our own frame heard back over a relay.
+    let own = trace_frame(&mut b, now_at(18_000), 2200);
+    assert_eq!(deliver(&mut b, now_at(18_000), &own), [FrameDrop::OwnEcho]);
+}
+
+#[test]
+fn reboot_from_persisted_actions_resumes() {
+    // A 1 MB flash image and two nodes: run on a roomy thread.
+    std::thread::Builder::new().stack_size(64 << 20).spawn(reboot_body).unwrap().join().unwrap();
+}
+
+fn reboot_body() {
+    use krill_core::persist::{restore, RamFlash, Restored, NRF52840_LAYOUT};
+    let (mut a, mut b) = real_pair();
+    let mut flash: Box<RamFlash<0x10_0000>> = Box::default();
+    let first: Restored<512, 0> = restore(&mut *flash, &NRF52840_LAYOUT, UNIX0);
+    let mut store = first.store;
+    let mut rng = Lcg(9);
+    let mut last_seq = 0;
+    let mut ms = 0;
+    // One minute of traces from a to b, then the flash flush.
+    while ms < 60_000 {
+        ms += 5_000;
+        let f = trace_frame(&mut a, now_at(ms), 2200);
+        last_seq = f[21];
+        assert!(deliver(&mut b, now_at(ms), &f).is_empty());
+        let mut out = Vec::new();
+        a.handle_timers(now_at(ms), &mut rng, &mut |x| out.push(x));
+        for x in out {
+            match x {
+                Action::PersistState(s) => {
+                    store.save_state(&mut *flash, &s).unwrap();
+                }
+                Action::PersistDag => {
+                    store.compact_dag(&mut *flash, a.dag().entries()).unwrap();
+                }
+                _ => {}
+            }
+        }
+    }
+    assert_eq!(last_seq, 11);
+    let own_entries = a.dag().entries().len();
+    let crypto = RealCrypto::new(&identity(0));
+    drop(a);
+
+    // Power cycle: restore, rebuild, carry on.
+    let t = now_at(70_000);
+    let back: Restored<512, 0> = restore(&mut *flash, &NRF52840_LAYOUT, t.unix_s);
+    assert_eq!(back.dag.entries().len(), own_entries);
+    let state = back.state;
+    let mut a2: TestNode<RealCrypto> = Node::restore(fast_config(), crypto, t, 7, &state, back.dag);
+    assert!(!a2.field().is_empty(), "the field is rebuilt from the stored DAG");
+    assert_eq!(a2.persisted_state(t).boot_count, state.boot_count + 1);
+    let f = trace_frame(&mut a2, t, 2201);
+    assert_eq!(f[21], last_seq + 1, "own sequence numbers continue");
+    assert!(deliver(&mut b, t, &f).is_empty(), "the neighbour accepts the rebooted node at once");
+
+    // Without the stored DAG a restart at sequence 0 lands in b's window.
+    let crypto = RealCrypto::new(&identity(0));
+    let mut fresh: TestNode<RealCrypto> = Node::new(fast_config(), crypto, now_at(71_000), 8);
+    let f0 = trace_frame(&mut fresh, now_at(71_000), 2200);
+    assert_eq!(f0[21], 0);
+    assert_eq!(deliver(&mut b, now_at(71_000), &f0), [FrameDrop::Guard(DropReason::Duplicate)]);
+}
+
+#[test]
+fn dust_uplink_is_vouched_by_its_gateway_and_obeys_only_authenticated_downlinks() {
+    use krill_core::crypto::dust_mac;
+    use krill_core::gateway::DustKey;
+    use krill_core::node::{DustDrop, DustLink, Role};
+    use krill_core::profile::SubjectKind;
+    use krill_core::wire::dust::{set_mac, DustAuth, DustDownlink, DustRejection, Mac4, ShortId};
+    use krill_core::wire::Version;
+
+    let key = DustKey([0x5A; 16]);
+    let (i_gw, i_rx, i_dust) = (identity(10), identity(11), identity(12));
+    let gw_cfg = NodeConfig { role: Role::Gateway, ..fast_config() };
+    let mut gw: TestNode<RealCrypto> = Node::new(gw_cfg, RealCrypto::new(&i_gw), now_at(0), 1);
+    let mut rx: TestNode<RealCrypto> = Node::new(fast_config(), RealCrypto::new(&i_rx), now_at(0), 2);
+    let short_id = gw.register_dust(i_dust.device_id(), key).unwrap();
+    let mut dust: DustSizedNode<RealCrypto> =
+        Node::new(NodeConfig::dust(DustLink { short_id, key }), RealCrypto::new(&i_dust), now_at(0), 3);
+    rx.register_peer(i_gw.public_key()).unwrap();
+    rx.register_dust_served(i_dust.device_id(), i_gw.device_id()).unwrap();
+
+    let uplink = |dust: &mut DustSizedNode<RealCrypto>, ms: u64, r: Reading| {
+        let mut out = Vec::new();
+        dust.handle_reading(now_at(ms), QuantityType::Temperature, r, &mut |a| out.push(a));
+        out.into_iter().find_map(|a| match a {
+            Action::LoraUplink(f) => Some(f.to_vec()),
+            _ => None,
+        })
+    };
+    let wrap = |gw: &mut TestNode<RealCrypto>, ms: u64, up: &[u8]| {
+        let mut out = Vec::new();
+        gw.handle_uplink(now_at(ms), up, &mut |a| out.push(a));
+        let frame = out.iter().find_map(|a| match a {
+            Action::Broadcast(f) => Some(f.to_vec()),
+            _ => None,
+        });
+        let drop = out.iter().find_map(|a| match a {
+            Action::Audit(AuditEvent::DustDropped { reason }) => Some(*reason),
+            _ => None,
+        });
+        (frame, drop)
+    };
+
+    let up1 = uplink(&mut dust, 5_000, 2150).expect("a 16-byte v2 uplink");
+    assert_eq!(up1.len(), 16);
+    let (wrapped, _) = wrap(&mut gw, 5_000, &up1);
+    let wrapped = wrapped.expect("the gateway vouches for it");
+    assert_eq!(&wrapped[4..12], i_dust.device_id().as_bytes(), "sender is the Dust device");
+    assert!(deliver(&mut rx, now_at(5_000), &wrapped).is_empty());
+    assert_eq!(rx.subject(i_dust.device_id()).unwrap().kind(), SubjectKind::Dust);
+    assert_eq!(gw.subject(i_dust.device_id()).unwrap().kind(), SubjectKind::Dust);
+
+    // The same uplink again, a forged MAC, a v1 frame: refused at the gateway.
+    assert_eq!(wrap(&mut gw, 6_000, &up1).1, Some(DustDrop::Replay));
+    let mut up2 = uplink(&mut dust, 10_000, 2151).unwrap();
+    up2[15] ^= 1;
+    assert_eq!(wrap(&mut gw, 10_000, &up2).1, Some(DustDrop::BadMac));
+    up2[15] ^= 1;
+    assert_eq!(wrap(&mut gw, 10_000, &up2).1, None, "a forged copy burned no counter");
+    let v1 = [0x18, 0x07, 0x66, 0x08, 0x05, 0x00, 0xC8, 0x00];
+    assert!(matches!(wrap(&mut gw, 10_000, &v1).1, Some(DustDrop::Unauthenticated | DustDrop::Decode(_))));
+
+    // A receiver that was not told the gateway serves this device refuses it.
+    let mut other: TestNode<RealCrypto> = Node::new(fast_config(), RealCrypto::new(&identity(13)), now_at(0), 4);
+    other.register_peer(i_gw.public_key()).unwrap();
+    assert_eq!(deliver(&mut other, now_at(5_000), &wrapped), [FrameDrop::NotServed]);
+
+    // Downlinks: only an authenticated, fresh REJECTION_NOTICE quarantines.
+    let rejection = |counter: u32, k: &DustKey| {
+        let dl = DustDownlink::Rejection(DustRejection {
+            version: Version::V2,
+            target: ShortId(short_id.to_le_bytes()),
+            auth: Some(DustAuth { counter, mac: Mac4([0; 4]) }),
+        });
+        let mut buf = [0u8; 12];
+        let n = dl.emit(&mut buf).unwrap();
+        let mac = dust_mac(&k.0, &buf[..n - 4]);
+        set_mac(&mut buf[..n], &Mac4(mac)).unwrap();
+        buf[..n].to_vec()
+    };
+    let downlink = |dust: &mut DustSizedNode<RealCrypto>, bytes: &[u8]| {
+        let mut reason = None;
+        dust.handle_downlink(bytes, &mut |a| {
+            if let Action::Audit(AuditEvent::DustDropped { reason: r }) = a {
+                reason = Some(r)
+            }
+        });
+        reason
+    };
+    assert_eq!(downlink(&mut dust, &rejection(1, &DustKey([0x11; 16]))), Some(DustDrop::BadMac));
+    assert!(!dust.dust_quarantined());
+    let v1 = DustDownlink::Rejection(DustRejection {
+        version: Version::V1,
+        target: ShortId(short_id.to_le_bytes()),
+        auth: None,
+    });
+    let mut buf = [0u8; 4];
+    let n = v1.emit(&mut buf).unwrap();
+    assert_eq!(downlink(&mut dust, &buf[..n]), Some(DustDrop::Unauthenticated));
+    assert_eq!(downlink(&mut dust, &rejection(1, &key)), None);
+    assert!(dust.dust_quarantined());
+    assert_eq!(downlink(&mut dust, &rejection(1, &key)), Some(DustDrop::Replay));
+    assert!(uplink(&mut dust, 15_000, 2150).is_none(), "a quarantined Dust node stays silent");
+}
+
+#[test]
+fn vaccine_is_verified_with_the_origin_key_applied_relayed_once() {
+    use krill_core::crypto::sign_frame;
+    use krill_core::node::VaccineOutcome;
+    use krill_core::types::Signature;
+    use krill_core::vaccine::{build_vaccine, ConfirmedAttack};
+    use krill_core::wire::immune::AttackType;
+    use krill_core::wire::{Bytes, VaccineV2Frame};
+
+    let (io, ib, ic) = (identity(20), identity(21), identity(22));
+    let origin = RealCrypto::new(&io);
+    let mut b: TestNode<RealCrypto> = Node::new(fast_config(), RealCrypto::new(&ib), now_at(0), 1);
+    let mut c: TestNode<RealCrypto> = Node::new(fast_config(), RealCrypto::new(&ic), now_at(0), 2);
+    for n in [&mut b, &mut c] {
+        n.register_peer(io.public_key()).unwrap();
+    }
+    let attack = ConfirmedAttack {
+        detected_at: UNIX0,
+        cluster: Bytes([7; 8]),
+        attack_type: AttackType::ValueSpike,
+        quantity: QuantityType::Temperature,
+        deviation_mean: 3800,
+        deviation_std: 100,
+        temporal_pattern: 0,
+        affected_dims: 0,
+    };
+    let v =
+        VaccineV2Frame { sender_id: io.device_id(), body: build_vaccine(&attack, 200), signature: Signature([0; 64]) };
+    let mut buf = [0u8; 255];
+    let n = v.emit(&mut buf).unwrap();
+    sign_frame(&origin, &mut buf[..n], VaccineV2Frame::SIGNED_LEN).unwrap();
+    let frame = buf[..n].to_vec();
+
+    let run = |node: &mut TestNode<RealCrypto>, f: &[u8]| {
+        let mut out = Vec::new();
+        node.handle_frame(now_at(10_000), f, -60, 0, &mut |a| out.push(a));
+        out
+    };
+    let out = run(&mut b, &frame);
+    assert!(out.iter().any(|a| matches!(
+        a,
+        Action::Audit(AuditEvent::Vaccine { outcome: VaccineOutcome::Applied { relayed: true, .. }, .. })
+    )));
+    assert_eq!(b.vaccines().len(), 1);
+    let relay = out
+        .iter()
+        .find_map(|a| match a {
+            Action::Broadcast(f) => Some(f.to_vec()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(relay[&relay.len() - 2], 1, "one hop more");
+    // b drops the copy coming back; c accepts the relay (origin's signature).
+    assert!(run(&mut b, &relay).iter().any(|a| matches!(
+        a,
+        Action::Audit(AuditEvent::Dropped { reason: FrameDrop::Guard(DropReason::Duplicate), .. })
+    )));
+    run(&mut c, &relay);
+    assert_eq!(c.vaccines().len(), 1);
+    // A relay that raises the unsigned strength above the signed initial is refused.
+    let mut inflated = frame.clone();
+    let last = inflated.len() - 1;
+    inflated[last] = 255;
+    let mut d: TestNode<RealCrypto> = Node::new(fast_config(), RealCrypto::new(&identity(23)), now_at(0), 3);
+    d.register_peer(io.public_key()).unwrap();
+    let refused = run(&mut d, &inflated);
+    assert!(
+        refused.iter().any(|a| matches!(
+            a,
+            Action::Audit(AuditEvent::Vaccine { outcome: VaccineOutcome::Refused(_), .. })
+                | Action::Audit(AuditEvent::Dropped { reason: FrameDrop::Decode(_), .. })
+        )),
+        "{refused:?}"
+    );
+    assert_eq!(d.vaccines().len(), 0);
+    // A forged signed body fails the origin's key.
+    let mut forged = frame.clone();
+    forged[20] ^= 1;
+    assert!(run(&mut d, &forged)
+        .iter()
+        .any(|a| matches!(a, Action::Audit(AuditEvent::Dropped { reason: FrameDrop::BadSignature, .. }))));
+}
+
+#[test]
+fn time_sync_reports_an_offset_and_ignores_replays() {
+    let (mut a, mut b) = real_pair();
+    let mut rng = Lcg(1);
+    let mut out = Vec::new();
+    // a's clock is 10 s behind b's.
+    let a_now = Now::new(5_000, UNIX0);
+    let b_now = Now::new(5_000, UNIX0 + 10);
+    a.request_time_sync(a_now, b.id(), &mut rng, &mut |x| out.push(x));
+    let Some(Action::Unicast { frame: req, .. }) = out.pop() else { panic!("no request") };
+    let mut out = Vec::new();
+    b.handle_frame(b_now, &req, -60, 0, &mut |x| out.push(x));
+    let Some(Action::Unicast { frame: resp, .. }) = out.pop() else { panic!("no response") };
+    let mut got = Vec::new();
+    a.handle_frame(a_now, &resp, -60, 0, &mut |x| got.push(x));
+    assert!(got.iter().any(|x| matches!(x, Action::ClockOffset { offset_ms: 10_000, rtt_ms: 0, .. })));
+    let mut again = Vec::new();
+    a.handle_frame(a_now, &resp, -60, 0, &mut |x| again.push(x));
+    assert!(!again.iter().any(|x| matches!(x, Action::ClockOffset { .. })), "a replayed response sets nothing");
+}
+
+#[test]
+fn relayed_presence_is_not_a_neighbour() {
+    let (mut a, mut b) = real_pair();
+    let mut rng = Lcg(3);
+    let mut out = Vec::new();
+    let t = now_at(10_000);
+    a.handle_timers(t, &mut rng, &mut |x| out.push(x));
+    let pulse = out
+        .iter()
+        .find_map(|x| match x {
+            Action::Broadcast(f) if f[3] == 0x10 => Some(f.to_vec()),
+            _ => None,
+        })
+        .unwrap();
+    b.handle_frame(t, &pulse, -70, 2, &mut |_| {});
+    assert!(b.quorum().table().get(&a.id()).is_none());
+    b.handle_frame(now_at(10_500), &pulse, -70, 0, &mut |_| {});
+    assert!(b.quorum().table().get(&a.id()).is_some());
+}
+
+#[test]
+fn timers_follow_es_10_1_and_sensor_reads_are_requested() {
+    let (mut a, _) = real_pair();
+    assert_eq!(a.own().state(), lifecycle::OwnState::Neonatal, "booted with a working PUF");
+    assert_eq!(a.next_deadline(), 1_000);
+    let mut rng = Lcg(5);
+    let mut out = Vec::new();
+    a.handle_timers(now_at(5_000), &mut rng, &mut |x| out.push(x));
+    assert!(out.iter().any(|x| matches!(x, Action::ReadSensor { quantity: QuantityType::Temperature })));
+    assert_eq!(TimerConfig::default().epoch_tick_ms, 60_000);
+    // An impossible own reading is audited and not sent.
+    let mut out = Vec::new();
+    a.handle_reading(now_at(5_100), QuantityType::Temperature, -30_000, &mut |x| out.push(x));
+    assert!(out.iter().any(|x| matches!(x, Action::Audit(AuditEvent::OwnReadingImpossible { .. }))));
+    assert!(!out.iter().any(|x| matches!(x, Action::Broadcast(_))));
+}
+
+#[test]
+fn node_sizes() {
+    let nano = std::mem::size_of::<NanoNode<RealCrypto>>();
+    let board = std::mem::size_of::<BoardNode<RealCrypto>>();
+    let dust = std::mem::size_of::<DustSizedNode<RealCrypto>>();
+    println!("size_of Node (Nano, ES-1.2 defaults, RealCrypto) = {nano} bytes");
+    println!("size_of BoardNode (8 peers, 256 DAG entries)     = {board} bytes");
+    println!("size_of DustSizedNode (1 peer, 256 DAG entries)  = {dust} bytes");
+    println!(
+        "  of which: DAG {} B, field {} B, one subject (record + 2 profiles) {} B",
+        std::mem::size_of::<krill_core::dag::LocalDag>(),
+        std::mem::size_of::<krill_core::field::PheromoneField>(),
+        std::mem::size_of::<krill_core::node::Subject<32>>()
+    );
+    assert!(board < nano && dust <= board);
+}
+
+/// Roughly Gaussian honest noise (sum of four uniforms, σ ≈ 40 LSB = 0.4 °C):
+/// the spec's 1 σ PYREXIA threshold makes honest records flicker, but the
+/// inflammation vote keeps every honest node out of REJECTION.
+#[test]
+fn gaussian_noise_flickers_pyrexia_but_rejects_no_one() {
+    let read: Reader = Box::new(|i, ms| {
+        let mut x = (i as u64 * 1_000_003 + ms / 5000).wrapping_mul(6364136223846793005);
+        let mut s = 0i64;
+        for _ in 0..4 {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            s += ((x >> 40) % 70) as i64 - 35;
+        }
+        2200 + s as Reading
+    });
+    let mut mesh = Mesh::new(modeled(7), fast_config(), read);
+    mesh.run_until(300_000);
+    let entered = |st: SubjectState| {
+        mesh.audits
+            .iter()
+            .flatten()
+            .filter(
+                |e| matches!(e, AuditEvent::Lifecycle(a) if a.to == lifecycle::AnyState::Subject(st) && a.from != a.to),
+            )
+            .count()
+    };
+    let traces = mesh.audits.iter().flatten().filter(|e| matches!(e, AuditEvent::Trace(_))).count();
+    println!(
+        "{traces} assessed traces: {} PYREXIA entries, {} INFLAMMATION entries, {} REJECTION",
+        entered(SubjectState::Pyrexia),
+        entered(SubjectState::Inflammation),
+        entered(SubjectState::Rejection)
+    );
+    assert!(entered(SubjectState::Pyrexia) > 0, "the 1 σ threshold is reached by honest noise");
+    assert_eq!(entered(SubjectState::Rejection), 0);
+}
