@@ -117,7 +117,12 @@ impl<C: Crypto> Mesh<C> {
                 }
                 Action::Audit(e) => self.audits[from].push(e),
                 Action::ClockOffset { offset_ms, .. } => self.offsets[from] = offset_ms,
-                Action::Lifecycle(_) | Action::PersistState(_) | Action::PersistDag | Action::LoraUplink(_) => {}
+                Action::Lifecycle(_)
+                | Action::PersistState(_)
+                | Action::PersistDagAppend(_)
+                | Action::PersistDagCompact
+                | Action::PersistProfiles
+                | Action::LoraUplink(_) => {}
             }
             queue.extend(out);
         }
@@ -369,20 +374,26 @@ fn reboot_body() {
     let mut rng = Lcg(9);
     let mut last_seq = 0;
     let mut ms = 0;
+    let mut appends = 0;
     // One minute of traces from a to b, then the flash flush.
     while ms < 60_000 {
         ms += 5_000;
-        let f = trace_frame(&mut a, now_at(ms), 2200);
+        let mut out = Vec::new();
+        a.handle_reading(now_at(ms), QuantityType::Temperature, 2200, &mut |x| out.push(x));
+        let f = out.iter().find_map(|x| if let Action::Broadcast(f) = x { Some(f.to_vec()) } else { None }).unwrap();
         last_seq = f[21];
         assert!(deliver(&mut b, now_at(ms), &f).is_empty());
-        let mut out = Vec::new();
         a.handle_timers(now_at(ms), &mut rng, &mut |x| out.push(x));
         for x in out {
             match x {
                 Action::PersistState(s) => {
                     store.save_state(&mut *flash, &s).unwrap();
                 }
-                Action::PersistDag => {
+                Action::PersistDagAppend(e) => {
+                    store.record_dag(&mut *flash, a.dag(), &e).unwrap();
+                    appends += 1;
+                }
+                Action::PersistDagCompact => {
                     store.compact_dag(&mut *flash, a.dag().entries()).unwrap();
                 }
                 _ => {}
@@ -390,6 +401,7 @@ fn reboot_body() {
         }
     }
     assert_eq!(last_seq, 11);
+    assert_eq!(appends, 12, "every own trace is appended, no full image per flush");
     let own_entries = a.dag().entries().len();
     let crypto = RealCrypto::new(&identity(0));
     drop(a);
@@ -398,8 +410,9 @@ fn reboot_body() {
     let t = now_at(70_000);
     let back: Restored<512, 0> = restore(&mut *flash, &NRF52840_LAYOUT, t.unix_s);
     assert_eq!(back.dag.entries().len(), own_entries);
+    assert_eq!(back.report.dag_appended, 11, "the first append made the image, the rest are in the log");
     let state = back.state;
-    let mut a2: TestNode<RealCrypto> = Node::restore(fast_config(), crypto, t, 7, &state, back.dag);
+    let mut a2: TestNode<RealCrypto> = Node::restore(fast_config(), crypto, t, 7, &state, back.dag, &back.profiles);
     assert!(!a2.field().is_empty(), "the field is rebuilt from the stored DAG");
     assert_eq!(a2.persisted_state(t).boot_count, state.boot_count + 1);
     let f = trace_frame(&mut a2, t, 2201);
@@ -710,4 +723,274 @@ fn gaussian_noise_flickers_pyrexia_but_rejects_no_one() {
     );
     assert!(entered(SubjectState::Pyrexia) > 0, "the 1 σ threshold is reached by honest noise");
     assert_eq!(entered(SubjectState::Rejection), 0);
+}
+
+/// ES-4.3 (issue 3 test c): a sensor drifting slowly is invisible to the
+/// per-trace checks (each reading is within noise of the last, and
+/// physically consistent with the neighbours for a long time) but its
+/// running profile walks away from the baseline frozen after the neonatal
+/// period, so an NK audit at an honest neighbour reports the drift. Epochs
+/// are accelerated to 5 s so the 3/256 audit draw comes up often in a few
+/// simulated hours. An honest neighbour then answers an NK_AUDIT_REQUEST
+/// about the drifter with the same verdict.
+#[test]
+fn slow_drift_is_caught_by_the_nk_audit() {
+    const DRIFTER: usize = 3;
+    const DRIFT_FROM_MS: u64 = 120_000;
+    /// +1 LSB (0.01 °C) every 4 simulated minutes: 0.15 °C an hour.
+    const MS_PER_LSB: u64 = 240_000;
+    const END_MS: u64 = 2 * 3_600_000;
+    let read: Reader = Box::new(|i, ms| {
+        let drift = if i == DRIFTER { ms.saturating_sub(DRIFT_FROM_MS) / MS_PER_LSB } else { 0 };
+        honest(i, ms) + drift as Reading
+    });
+    let mut cfg = fast_config();
+    cfg.timers.epoch_tick_ms = 5_000;
+    let mut mesh = Mesh::new(modeled(4), cfg, read);
+    mesh.run_until(END_MS);
+
+    let drifter = mesh.nodes[DRIFTER].id();
+    let drift_at = |i: usize, subject: DeviceId| {
+        mesh.audits[i]
+            .iter()
+            .filter_map(|e| match e {
+                AuditEvent::NkAudit { subject: s, result, .. } if *s == subject => Some(*result),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    let caught: Vec<usize> = (0..DRIFTER)
+        .filter(|&i| {
+            drift_at(i, drifter).iter().any(|r| matches!(r, krill_core::profile::NkAuditResult::DriftDetected { .. }))
+        })
+        .collect();
+    println!(
+        "audits of the drifter per honest monitor: {:?}; caught at {caught:?}",
+        (0..DRIFTER).map(|i| drift_at(i, drifter).len()).collect::<Vec<_>>()
+    );
+    assert!(!caught.is_empty(), "an honest neighbour's NK audit reports the drift");
+    for i in 0..DRIFTER {
+        for j in (0..DRIFTER).filter(|&j| j != i) {
+            let honest_id = mesh.nodes[j].id();
+            let audits = drift_at(i, honest_id);
+            assert!(
+                audits.iter().all(|r| *r == krill_core::profile::NkAuditResult::Pass),
+                "honest node {j} is not flagged at {i}: {audits:?}"
+            );
+            assert_eq!(mesh.nodes[i].subject_state(honest_id), Some(SubjectState::Normal));
+        }
+    }
+
+    // Ask an honest neighbour directly: it answers with its drift figures.
+    let (asker, auditor) = (caught[0], (caught[0] + 1) % DRIFTER);
+    let auditor_id = mesh.nodes[auditor].id();
+    let now = now_at(mesh.now_ms);
+    let mut out = Vec::new();
+    mesh.nodes[asker].request_nk_audit(now, auditor_id, drifter, &mut mesh.rng, &mut |a| out.push((asker, a)));
+    mesh.drain(out.into_iter().collect());
+    let report = mesh.audits[asker].iter().rev().find_map(|e| match e {
+        AuditEvent::Peer(krill_core::node::action::PeerEvent::NkReport {
+            from,
+            subject,
+            solicited,
+            drift,
+            drift_tenths,
+            ..
+        }) if *from == auditor_id && *subject == drifter => Some((*solicited, *drift, *drift_tenths)),
+        _ => None,
+    });
+    let (solicited, drift, tenths) = report.expect("the auditor answered");
+    assert!(solicited && drift && tenths > 50, "solicited {solicited}, drift {drift}, {tenths} tenths of σ");
+    // Asked about its own drift, the drifter refuses: that is for others to judge.
+    let mut out = Vec::new();
+    mesh.nodes[asker].request_nk_audit(now, drifter, drifter, &mut mesh.rng, &mut |a| out.push((asker, a)));
+    mesh.drain(out.into_iter().collect());
+    assert!(mesh.audits[DRIFTER].iter().any(|e| matches!(
+        e,
+        AuditEvent::Peer(krill_core::node::action::PeerEvent::NkRefused {
+            reason: krill_core::node::action::NkRefusal::AboutUs,
+            ..
+        })
+    )));
+}
+
+/// Carries out one persistence action of `node` on `store`, as a firmware
+/// main loop would; returns which kind it was.
+fn apply_persist<C: Crypto, F: krill_core::persist::Flash>(
+    store: &mut krill_core::persist::Store,
+    flash: &mut F,
+    node: &TestNode<C>,
+    a: &Action,
+) -> Option<&'static str> {
+    match a {
+        Action::PersistState(s) => {
+            store.save_state(flash, s).unwrap();
+            Some("state")
+        }
+        Action::PersistDagAppend(e) => {
+            store.record_dag(flash, node.dag(), e).unwrap();
+            Some("append")
+        }
+        Action::PersistDagCompact => {
+            store.compact_dag(flash, node.dag().entries()).unwrap();
+            Some("compact")
+        }
+        Action::PersistProfiles => {
+            let v: Vec<_> = node.stored_profiles().collect();
+            store.save_profiles(flash, &v).unwrap();
+            Some("profiles")
+        }
+        _ => None,
+    }
+}
+
+/// Runs `node` alone from `from_ms` to `to_ms` (its sensor reads `reading`),
+/// applying every persistence action; returns the kinds applied.
+fn run_alone_persisting<C: Crypto, F: krill_core::persist::Flash>(
+    node: &mut TestNode<C>,
+    store: &mut krill_core::persist::Store,
+    flash: &mut F,
+    from_ms: u64,
+    to_ms: u64,
+    reading: Reading,
+) -> Vec<&'static str> {
+    let mut rng = Lcg(5);
+    let mut kinds = Vec::new();
+    let mut t = from_ms;
+    while node.next_deadline() <= to_ms {
+        t = node.next_deadline().max(t);
+        let now = now_at(t);
+        let mut out = Vec::new();
+        node.handle_timers(now, &mut rng, &mut |x| out.push(x));
+        let mut i = 0;
+        while i < out.len() {
+            let a = out[i].clone();
+            if let Action::ReadSensor { quantity } = a {
+                node.handle_reading(now, quantity, reading, &mut |x| out.push(x));
+            } else if let Some(k) = apply_persist(store, flash, node, &a) {
+                kinds.push(k);
+            }
+            i += 1;
+        }
+    }
+    kinds
+}
+
+#[test]
+fn reboot_in_normal_comes_back_normal_with_weight_and_profiles() {
+    std::thread::Builder::new().stack_size(256 << 20).spawn(reboot_normal_body).unwrap().join().unwrap();
+}
+
+fn reboot_normal_body() {
+    use krill_core::persist::{lifecycle_code, restore, RamFlash, Restored, ESP32_C3_LAYOUT};
+    use krill_core::profile::ProfileMode;
+    let mut cfg = fast_config();
+    cfg.timers.epoch_tick_ms = 6_000;
+    cfg.subject_neonatal_ms = 30_000;
+    let mut mesh = Mesh::new(modeled(8), cfg.clone(), Box::new(honest));
+    mesh.run_until(150_000);
+    let mut a = mesh.nodes.swap_remove(0);
+    assert_eq!(a.own().state(), lifecycle::OwnState::Normal, "60 s of observed neonatal time passed");
+
+    let mut flash: Box<RamFlash<0x40_0000>> = Box::default();
+    let first: Restored<512, 64> = restore(&mut *flash, &ESP32_C3_LAYOUT, UNIX0);
+    let mut store = first.store;
+    // The mesh dropped every persist action, so bring the flash to what the
+    // node believes it holds, as a caller applying all actions would have.
+    store.compact_dag(&mut *flash, a.dag().entries()).unwrap();
+    let kinds = run_alone_persisting(&mut a, &mut store, &mut *flash, 150_000, 215_000, 2200);
+    let count = |k| kinds.iter().filter(|x| **x == k).count();
+    assert!(count("profiles") >= 1, "profiles written every 10th epoch: {kinds:?}");
+    assert!(count("state") >= 1);
+    assert!(count("append") >= 10, "own traces are appended, not rewritten: {kinds:?}");
+    let stored: Vec<_> = a.stored_profiles().collect();
+    assert!(stored.iter().any(|p| p.mode == ProfileMode::Frozen), "baselines are stored");
+
+    let t = now_at(230_000);
+    let back: Restored<512, 64> = restore(&mut *flash, &ESP32_C3_LAYOUT, t.unix_s);
+    assert_eq!(back.state.lifecycle, lifecycle_code::NORMAL);
+    assert!(back.report.dag_appended >= 5, "{:?}", back.report);
+    assert_eq!(back.dag.entries().len(), a.dag().entries().len());
+    assert_eq!(back.profiles.len(), stored.len());
+    let crypto = modeled(8).swap_remove(0);
+    let a2: TestNode<ModeledCrypto> = Node::restore(cfg, crypto, t, 7, &back.state, back.dag, &back.profiles);
+    assert_eq!(a2.own().state(), lifecycle::OwnState::Normal);
+    assert_eq!(a2.own().weight(), lifecycle::NORMAL_WEIGHT);
+    assert!(a2.own().profile_frozen());
+    for (id, s) in a.subjects() {
+        let r = a2.subject(id).expect("subject rebuilt from its stored profile");
+        assert_eq!(r.record().state(), SubjectState::Neonatal, "record states are not stored");
+        let (old, new) = (s.profile().unwrap(), r.profile().unwrap());
+        assert_eq!(
+            (new.value_count, new.value_hist, new.profile_version),
+            (old.value_count, old.value_hist, old.profile_version)
+        );
+        assert!((new.value_mean - old.value_mean).abs() < 1e-3);
+        assert_eq!(new.interval_count, 0, "timing statistics relearn");
+        if let Some(b) = s.baseline() {
+            let nb = r.baseline().unwrap();
+            assert!(nb.is_frozen());
+            assert_eq!(nb.value_count, b.value_count);
+        }
+    }
+}
+
+#[test]
+fn reboot_mid_neonatal_keeps_observed_seconds() {
+    std::thread::Builder::new().stack_size(64 << 20).spawn(reboot_neonatal_body).unwrap().join().unwrap();
+}
+
+fn reboot_neonatal_body() {
+    use krill_core::persist::{restore, RamFlash, Restored, NRF52840_LAYOUT};
+    let mut cfg = fast_config();
+    cfg.lifecycle.neonatal_duration_ms = 600_000;
+    let mut mesh = Mesh::new(modeled(8), cfg.clone(), Box::new(honest));
+    mesh.run_until(120_000);
+    let mut a = mesh.nodes.swap_remove(0);
+    let observed = a.own().neonatal_observed_ms();
+    assert_eq!(a.own().state(), lifecycle::OwnState::Neonatal);
+    assert!(observed >= 60_000, "quorum reached, neonatal time counted: {observed}");
+
+    let mut flash: Box<RamFlash<0x10_0000>> = Box::default();
+    let first: Restored<512, 0> = restore(&mut *flash, &NRF52840_LAYOUT, UNIX0);
+    let mut store = first.store;
+    let kinds = run_alone_persisting(&mut a, &mut store, &mut *flash, 120_000, 181_000, 2200);
+    assert!(kinds.contains(&"state"));
+    let saved_s = {
+        let back: Restored<512, 0> = restore(&mut *flash, &NRF52840_LAYOUT, now_at(181_000).unix_s);
+        back.state.neonatal_observed_s
+    };
+    assert!(saved_s as u64 * 1000 >= observed);
+
+    // Powered off for an hour; the monotonic clock restarts at 0.
+    let t = Now::new(0, now_at(181_000).unix_s + 3600);
+    let back: Restored<512, 0> = restore(&mut *flash, &NRF52840_LAYOUT, t.unix_s);
+    let crypto = modeled(8).swap_remove(0);
+    let a2: TestNode<ModeledCrypto> = Node::restore(cfg, crypto, t, 7, &back.state, back.dag, &back.profiles);
+    assert_eq!(a2.own().state(), lifecycle::OwnState::Neonatal);
+    assert_eq!(a2.own().weight(), lifecycle::NEONATAL_WEIGHT);
+    assert_eq!(a2.own().neonatal_observed_ms(), saved_s as u64 * 1000, "powered-off time is not observed time");
+}
+
+#[test]
+fn dag_eviction_compacts_so_removed_entries_stay_gone() {
+    std::thread::Builder::new().stack_size(64 << 20).spawn(dag_eviction_body).unwrap().join().unwrap();
+}
+
+fn dag_eviction_body() {
+    use krill_core::persist::{restore, RamFlash, Restored, NRF52840_LAYOUT};
+    let mut cfg = fast_config();
+    cfg.timers.sensor_read_ms = 100;
+    let crypto = modeled(1).swap_remove(0);
+    let mut a: TestNode<ModeledCrypto> = Node::new(cfg, crypto, now_at(0), 1);
+    let mut flash: Box<RamFlash<0x10_0000>> = Box::default();
+    let first: Restored<512, 0> = restore(&mut *flash, &NRF52840_LAYOUT, UNIX0);
+    let mut store = first.store;
+    let kinds = run_alone_persisting(&mut a, &mut store, &mut *flash, 0, 60_000, 2200);
+    let compacts = kinds.iter().filter(|k| **k == "compact").count();
+    assert!(compacts >= 1, "a full DAG evicted entries and asked for a compaction");
+    assert!(a.dag().entries().len() < 512);
+    let back: Restored<512, 0> = restore(&mut *flash, &NRF52840_LAYOUT, now_at(60_000).unix_s);
+    let hashes = |d: &[krill_core::dag::DagEntry]| d.iter().map(|e| e.hash).collect::<Vec<_>>();
+    assert_eq!(hashes(back.dag.entries()), hashes(a.dag().entries()), "evicted entries did not come back");
 }

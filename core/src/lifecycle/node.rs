@@ -15,10 +15,14 @@
 //!   timeout) leads to self-QUARANTINE with self-tests.
 //! - SPEC-NOTES 10: the heartbeat timeout (no own heartbeat sent for 90 days,
 //!   i.e. no energy to send one) is checked in every live state.
+//! - ES-14.3 boot step 3: [`NodeLifecycle::restore`] rebuilds the machine from
+//!   a [`PersistedState`], with a defined outcome for every stored code (see
+//!   `docs/deviations/lifecycle.md`, "ES-14.3 — own lifecycle restore").
 
 use super::{AnyState, LifecycleAction, Reason, Step, Timers, NEONATAL_WEIGHT, NORMAL_WEIGHT};
+use crate::persist::{lifecycle_code as lc, PersistedState};
 use crate::quorum::QuorumMode;
-use crate::types::{DeviceId, Weight, NEONATAL_DURATION};
+use crate::types::{DeviceId, Timestamp, Weight, NEONATAL_DURATION};
 use crate::wire::metabolic::DeathReason;
 
 /// Consecutive impossible own readings before own traces are suppressed.
@@ -42,6 +46,23 @@ pub enum OwnState {
     Quarantine,
     /// Dead.
     Apoptotic,
+}
+
+impl OwnState {
+    /// The [`lifecycle_code`](crate::persist::lifecycle_code) this state is
+    /// stored as. SENSOR_FAULT has no code of its own and is stored as
+    /// PYREXIA, the ES-3.1 state it replaces for the own machine.
+    pub fn persist_code(self) -> u8 {
+        match self {
+            OwnState::Offline => lc::OFFLINE,
+            OwnState::Booting => lc::BOOTING,
+            OwnState::Neonatal => lc::NEONATAL,
+            OwnState::Normal => lc::NORMAL,
+            OwnState::SensorFault => lc::PYREXIA,
+            OwnState::Quarantine => lc::QUARANTINE,
+            OwnState::Apoptotic => lc::APOPTOTIC,
+        }
+    }
 }
 
 /// An input to the node's own machine.
@@ -141,6 +162,77 @@ impl NodeLifecycle {
             next_remediation_ms: 0,
             cfg,
         }
+    }
+
+    /// The machine of a node rebooting from flash (ES-14.3 step 3), already
+    /// past BOOTING (the caller restores only after the PUF came back).
+    ///
+    /// `now_ms` is the new monotonic clock, `now` the synced Unix clock at
+    /// boot. Stored Unix times become monotonic ones by their age at `now`,
+    /// saturating at 0 of the new clock: with a boot-relative monotonic clock
+    /// powered-off time counts for nothing (it is not observed neonatal time,
+    /// SPEC-NOTES 11, and a node that boots has the energy to send a
+    /// heartbeat, SPEC-NOTES 10). A stored time ahead of `now` (clock not yet
+    /// synced) ages 0.
+    ///
+    /// Stored code → state: OFFLINE and BOOTING (saved around a shutdown or
+    /// mid-boot) resume as the PUF_OK transition would, NORMAL if the profile
+    /// is frozen else NEONATAL; NEONATAL keeps its observed seconds; NORMAL
+    /// (profile frozen by definition); PYREXIA → SENSOR_FAULT (how the own
+    /// fault is stored) resuming to NORMAL/NEONATAL by `profile_frozen`;
+    /// QUARANTINE keeps its failed remediation attempts, the next self-test
+    /// one interval away; APOPTOTIC stays dead. INFLAMMATION and REJECTION
+    /// are never written for the own machine and any other code is invalid:
+    /// both start fresh in NEONATAL (step 6), nothing else of the record used.
+    /// The weight follows the state (ES-3.1); the stored byte is not trusted.
+    pub fn restore(id: DeviceId, cfg: NodeConfig, saved: &PersistedState, now_ms: u64, now: Timestamp) -> Self {
+        let mut m = NodeLifecycle::new(id, cfg);
+        let at = |t: Timestamp| -> u64 {
+            let age_s = now.wrapping_sub(t) as i32;
+            now_ms.saturating_sub((age_s.max(0) as u64).saturating_mul(1000))
+        };
+        let resume = if saved.profile_frozen { OwnState::Normal } else { OwnState::Neonatal };
+        let state = match saved.lifecycle {
+            lc::OFFLINE | lc::BOOTING => resume,
+            lc::NEONATAL => OwnState::Neonatal,
+            lc::NORMAL => OwnState::Normal,
+            lc::PYREXIA => OwnState::SensorFault,
+            lc::QUARANTINE => OwnState::Quarantine,
+            lc::APOPTOTIC => OwnState::Apoptotic,
+            _ => {
+                m.state = OwnState::Neonatal;
+                m.entered_at_ms = now_ms;
+                m.weight = NEONATAL_WEIGHT;
+                m.last_tick_ms = now_ms;
+                m.last_heartbeat_ms = now_ms;
+                m.next_remediation_ms = now_ms.saturating_add(cfg.timers.remediation_interval_ms);
+                return m;
+            }
+        };
+        m.state = state;
+        m.resume = resume;
+        m.profile_frozen = saved.profile_frozen || state == OwnState::Normal;
+        m.neonatal_observed_ms = if m.profile_frozen {
+            cfg.neonatal_duration_ms.max((saved.neonatal_observed_s as u64).saturating_mul(1000))
+        } else {
+            (saved.neonatal_observed_s as u64).saturating_mul(1000)
+        };
+        m.entered_at_ms =
+            if matches!(saved.lifecycle, lc::OFFLINE | lc::BOOTING) { now_ms } else { at(saved.entered_at) };
+        m.weight = match state {
+            OwnState::Neonatal => NEONATAL_WEIGHT,
+            OwnState::Normal => NORMAL_WEIGHT,
+            OwnState::SensorFault if resume == OwnState::Normal => NORMAL_WEIGHT,
+            OwnState::SensorFault => NEONATAL_WEIGHT,
+            _ => 0,
+        };
+        m.last_tick_ms = now_ms;
+        m.last_heartbeat_ms = at(saved.last_heartbeat);
+        if state == OwnState::Quarantine {
+            m.remediation_attempts = saved.remediation_attempts;
+        }
+        m.next_remediation_ms = now_ms.saturating_add(cfg.timers.remediation_interval_ms);
+        m
     }
 
     /// Current state.

@@ -2,8 +2,10 @@
 //! model-based proptest of the subject machine against a small pure reference model.
 
 use super::*;
+use crate::persist::PersistedState;
 use crate::profile::SubjectKind;
 use crate::quorum::QuorumMode;
+use crate::types::Timestamp;
 use crate::wire::immune::{InflammationReply, InflammationReplyV2, Verdict};
 use proptest::prelude::*;
 
@@ -400,6 +402,143 @@ fn own_heartbeat_silence_is_energy_death_in_any_state() {
         s.actions[0],
         LifecycleAction::BroadcastDeathCertificate(crate::wire::metabolic::DeathReason::EnergyDepleted)
     );
+}
+
+fn own_cfg() -> NodeConfig {
+    NodeConfig { neonatal_duration_ms: 10 * HOUR, ..NodeConfig::default() }
+}
+
+fn saved(code: u8, frozen: bool, now: Timestamp) -> PersistedState {
+    let mut s = PersistedState::first_boot(now);
+    s.lifecycle = code;
+    s.profile_frozen = frozen;
+    s
+}
+
+#[test]
+fn own_restore_maps_every_state_code() {
+    use crate::persist::lifecycle_code as lc;
+    const T: Timestamp = 1_700_000_000;
+    let cfg = own_cfg();
+    for code in 0..=u8::MAX {
+        for frozen in [false, true] {
+            let n = NodeLifecycle::restore(id(9), cfg, &saved(code, frozen, T), 5_000, T);
+            let resume = if frozen { OwnState::Normal } else { OwnState::Neonatal };
+            let want = match code {
+                lc::OFFLINE | lc::BOOTING => resume,
+                lc::NEONATAL => OwnState::Neonatal,
+                lc::NORMAL => OwnState::Normal,
+                lc::PYREXIA => OwnState::SensorFault,
+                lc::QUARANTINE => OwnState::Quarantine,
+                lc::APOPTOTIC => OwnState::Apoptotic,
+                _ => OwnState::Neonatal,
+            };
+            assert_eq!(n.state(), want, "code {code} frozen {frozen}");
+            let weight = match want {
+                OwnState::Normal => NORMAL_WEIGHT,
+                OwnState::Neonatal => NEONATAL_WEIGHT,
+                OwnState::SensorFault => {
+                    if frozen {
+                        NORMAL_WEIGHT
+                    } else {
+                        NEONATAL_WEIGHT
+                    }
+                }
+                _ => 0,
+            };
+            assert_eq!(n.weight(), weight, "code {code}");
+            if matches!(code, lc::NEONATAL | lc::NORMAL | lc::PYREXIA | lc::QUARANTINE | lc::APOPTOTIC) {
+                assert_eq!(n.state().persist_code(), code, "stored codes round-trip");
+            }
+            if code > lc::APOPTOTIC || code == lc::INFLAMMATION || code == lc::REJECTION {
+                assert!(!n.profile_frozen(), "an invalid record keeps nothing");
+            }
+        }
+    }
+}
+
+#[test]
+fn own_restore_keeps_neonatal_credit_and_finishes_it() {
+    const T: Timestamp = 1_700_000_000;
+    let mut s = saved(crate::persist::lifecycle_code::NEONATAL, false, T);
+    s.neonatal_observed_s = 9 * 3600;
+    s.entered_at = T - 3600;
+    s.weight = 255;
+    let mut n = NodeLifecycle::restore(id(9), own_cfg(), &s, 1_000, T);
+    assert_eq!((n.state(), n.weight(), n.neonatal_observed_ms()), (OwnState::Neonatal, NEONATAL_WEIGHT, 9 * HOUR));
+    assert_eq!(n.entered_at_ms(), 0, "times before the new clock's zero saturate");
+    assert!(!n.traces_suppressed());
+    let _ = n.handle(tick(QuorumMode::Quorum), 1_000);
+    let _ = n.handle(NodeEvent::HeartbeatSent, HOUR);
+    let st = n.handle(tick(QuorumMode::Quorum), HOUR);
+    assert_eq!(n.neonatal_observed_ms(), 10 * HOUR - 1_000);
+    assert_eq!(n.state(), OwnState::Neonatal);
+    assert!(st.actions.is_empty());
+    let st = n.handle(tick(QuorumMode::Quorum), HOUR + 1_000);
+    assert_eq!((n.state(), n.weight(), n.profile_frozen()), (OwnState::Normal, NORMAL_WEIGHT, true));
+    assert_eq!(st.actions[0], LifecycleAction::FreezeProfile);
+
+    // Ages are measured against the new monotonic clock.
+    let n = NodeLifecycle::restore(id(9), own_cfg(), &s, 10 * DAY, T);
+    assert_eq!(n.entered_at_ms(), 10 * DAY - HOUR);
+    s.entered_at = T + 50;
+    let n = NodeLifecycle::restore(id(9), own_cfg(), &s, 10 * DAY, T);
+    assert_eq!(n.entered_at_ms(), 10 * DAY, "a stored time ahead of the clock ages 0");
+}
+
+#[test]
+fn own_restore_quarantine_keeps_attempts_and_dead_stays_dead() {
+    use crate::persist::lifecycle_code as lc;
+    const T: Timestamp = 1_700_000_000;
+    let mut s = saved(lc::QUARANTINE, true, T);
+    s.remediation_attempts = 2;
+    let mut n = NodeLifecycle::restore(id(9), own_cfg(), &s, 0, T);
+    assert_eq!((n.state(), n.remediation_attempts(), n.weight()), (OwnState::Quarantine, 2, 0));
+    assert!(n.traces_suppressed());
+    let t = Timers::default().remediation_interval_ms + 1;
+    let _ = n.handle(NodeEvent::HeartbeatSent, t);
+    let st = n.handle(tick(QuorumMode::Quorum), t);
+    assert_eq!(st.actions[0], LifecycleAction::RunSelfTest { attempt: 3 });
+    let st = n.handle(NodeEvent::RemediationResult(false), t);
+    assert_eq!(n.state(), OwnState::Apoptotic);
+    assert_eq!(
+        st.actions[0],
+        LifecycleAction::BroadcastDeathCertificate(crate::wire::metabolic::DeathReason::SelfCompromise)
+    );
+
+    let mut n = NodeLifecycle::restore(id(9), own_cfg(), &saved(lc::APOPTOTIC, true, T), 0, T);
+    let _ = n.handle(NodeEvent::PowerOn, 1);
+    let _ = n.handle(NodeEvent::PufOk, 2);
+    assert_eq!(n.state(), OwnState::Apoptotic, "a dead node does not come back by rebooting");
+}
+
+proptest! {
+    #[test]
+    fn own_restore_never_panics_and_weight_follows_state(
+        bytes in proptest::collection::vec(any::<u8>(), PersistedState::LEN),
+        now_ms in any::<u64>(),
+        now in any::<u32>(),
+    ) {
+        let mut b = bytes;
+        b[0] %= 9;
+        b[1] %= 3;
+        b[4] &= 3;
+        b[44..48].fill(0);
+        let s = PersistedState::from_bytes(&b).unwrap();
+        let mut n = NodeLifecycle::restore(id(9), NodeConfig::default(), &s, now_ms, now);
+        prop_assert!(n.entered_at_ms() <= now_ms);
+        let w = match n.state() {
+            OwnState::Normal => NORMAL_WEIGHT,
+            OwnState::Neonatal => NEONATAL_WEIGHT,
+            OwnState::SensorFault => n.weight(),
+            _ => 0,
+        };
+        prop_assert_eq!(n.weight(), w);
+        if n.state() == OwnState::Normal {
+            prop_assert!(n.profile_frozen());
+        }
+        let _ = n.handle(tick(QuorumMode::Quorum), now_ms.saturating_add(1));
+    }
 }
 
 /// The pure reference model: one subject, integer tenths of σ, four

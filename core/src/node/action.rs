@@ -4,6 +4,7 @@
 //! with the figures behind it.
 
 use crate::consistency::ConsistencyCheck;
+use crate::dag::DagEntry;
 use crate::distance::DistanceEstimate;
 use crate::guards::DropReason;
 use crate::lifecycle::{Audit, LifecycleAction};
@@ -51,9 +52,18 @@ pub enum Action {
     /// Append this critical state to the krill_state journal
     /// (`persist::Store::save_state`, ES-14, every `TIMER_FLASH_FLUSH`).
     PersistState(PersistedState),
-    /// Write the node's DAG (`Node::dag().entries()`) as a fresh krill_dag
-    /// image (`persist::Store::compact_dag`), with the state flush.
-    PersistDag,
+    /// Append this new DAG entry to the krill_dag log (ES-14.3 item 2):
+    /// `persist::Store::record_dag(flash, node.dag(), &entry)`, which
+    /// compacts by itself when the log is full or no image exists yet.
+    PersistDagAppend(DagEntry),
+    /// Entries left the DAG (GC, a death certificate's invalidation, an
+    /// eviction) or were added without an append: write
+    /// `Node::dag().entries()` as a fresh image (`persist::Store::compact_dag`),
+    /// or the removed entries come back at the next boot.
+    PersistDagCompact,
+    /// Every tenth epoch (ES-14.3 item 3): write `Node::stored_profiles()`
+    /// as a fresh krill_profiles image (`persist::Store::save_profiles`).
+    PersistProfiles,
     /// A lifecycle decision that needs the outside world (self-test,
     /// remediation probe, re-enrolment, going silent); the node has already
     /// carried out everything it can do alone.
@@ -216,6 +226,117 @@ pub enum AuditEvent {
         /// The dead device.
         device: DeviceId,
     },
+    /// A peer's statement (alert, retraction, NK audit, rejection notice)
+    /// and what it did here (ES-10.3 handlers in `dispatch.rs`).
+    Peer(PeerEvent),
+}
+
+/// What a peer's immune or metabolic frame did at this node.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum PeerEvent {
+    /// A CONSISTENCY_ALERT, kept as evidence only (never acted on alone).
+    ConsistencyAlert {
+        /// Who raised it.
+        from: DeviceId,
+        /// The device it accuses.
+        suspect: DeviceId,
+        /// The accused reading.
+        reading: Reading,
+        /// The range the alerter's physics allowed.
+        expected: (Reading, Reading),
+        /// Its severity code (0 PYREXIA, 1 INFLAMMATION, 2 REJECTION).
+        severity: u8,
+        /// Distinct peers alerting about `suspect` within the evidence window.
+        alerters: u8,
+        /// Our own record of the suspect, if we monitor it.
+        our_view: Option<crate::lifecycle::SubjectState>,
+    },
+    /// A CONSISTENCY_ALERT, REJECTION_NOTICE or NK frame was outside the
+    /// freshness window (these carry no sequence number, SPEC-NOTES 33).
+    Stale {
+        /// The sender.
+        from: DeviceId,
+        /// The message-type byte.
+        msg_type: u8,
+    },
+    /// A DATA_RETRACTION withdrew the issuer's own entries.
+    Retracted {
+        /// The issuer (only its own data is touched).
+        issuer: DeviceId,
+        /// DAG entries removed.
+        dag_removed: u16,
+        /// Pheromone-field entries removed.
+        field_removed: u16,
+        /// Uncovered entries of the issuer dropped as well because the
+        /// re-insertion buffer was too small (0 normally).
+        collateral: u16,
+    },
+    /// We answered an NK_AUDIT_REQUEST about a subject we profile.
+    NkAnswered {
+        /// Who asked.
+        to: DeviceId,
+        /// The audited subject.
+        subject: DeviceId,
+        /// Our audit of it.
+        result: NkAuditResult,
+        /// The measured drift, σ.
+        drift_sigma: f32,
+    },
+    /// An NK_AUDIT_REQUEST we could not or would not answer.
+    NkRefused {
+        /// Who asked.
+        from: DeviceId,
+        /// The subject asked about.
+        subject: DeviceId,
+        /// Why.
+        reason: NkRefusal,
+    },
+    /// A peer's NK_AUDIT_RESPONSE: evidence only.
+    NkReport {
+        /// Who audited.
+        from: DeviceId,
+        /// The audited subject.
+        subject: DeviceId,
+        /// True if it answers a request of ours (nonce and target match).
+        solicited: bool,
+        /// Its verdict: true = drift detected.
+        drift: bool,
+        /// The drift it measured, tenths of σ.
+        drift_tenths: u16,
+        /// Its drifted-dimension bits.
+        dims: u8,
+    },
+    /// A REJECTION_NOTICE naming us was weighed by the rule in `dispatch.rs`.
+    RejectionTally {
+        /// Who sent it.
+        by: DeviceId,
+        /// True if it counts (a live, non-rejected, Nano neighbour of ours).
+        counted: bool,
+        /// Distinct counted senders within the window.
+        distinct: u8,
+        /// How many are needed.
+        needed: u8,
+    },
+    /// A DEATH_CERTIFICATE failed `metabolic::plan_death` and was ignored.
+    DeathRefused {
+        /// The claimed dead device.
+        device: DeviceId,
+        /// Why.
+        reason: crate::metabolic::DeathError,
+    },
+}
+
+/// Why an NK_AUDIT_REQUEST was not answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NkRefusal {
+    /// We hold no frozen baseline and running profile for the subject, so
+    /// there is nothing to measure drift against.
+    NotProfiled,
+    /// The requester asked about itself: answering would let a drifting
+    /// device measure how close it is to the threshold.
+    AboutItself,
+    /// It asked about us; our own drift is for others to judge.
+    AboutUs,
 }
 
 /// What happened to a received VACCINE copy.

@@ -10,8 +10,16 @@
 //! *same* quantity and `|t_theirs − t_mine|`; the profile deviation is
 //! computed before the trace joins the profile, with the previous trace as
 //! "previous"; the result goes into the *subject's* record.
+//!
+//! Peer statements (ES-10.3, ES-3.1): a CONSISTENCY_ALERT or an
+//! NK_AUDIT_RESPONSE is evidence only, recorded in the audit and never
+//! acted on alone; DATA_RETRACTION removes the issuer's own covered
+//! entries; NK_AUDIT_REQUEST is answered from our own profile of the
+//! subject; a DEATH_CERTIFICATE passes `metabolic::plan_death`; REJECTION_NOTICEs
+//! naming us quarantine us only from a majority of distinct live neighbours.
+//! Rules and pinning tests: `docs/deviations/node.md`.
 
-use super::action::{Action, AuditEvent, FrameDrop, Sink, TraceAssessment, VaccineOutcome};
+use super::action::{Action, AuditEvent, FrameDrop, NkRefusal, PeerEvent, Sink, TraceAssessment, VaccineOutcome};
 use super::{sync_time, Node, Now};
 use crate::consistency::{check_physical_consistency, ConsistencyInput};
 use crate::crypto::{verify_frame, Crypto};
@@ -22,10 +30,10 @@ use crate::lifecycle::{self, handle_consistency_result, ConsistencyEvent, NodeEv
 use crate::profile::{compute_deviation, BehavioralProfile, Observation, ProfileMode, SubjectKind};
 use crate::quorum::Presence;
 use crate::types::{sigma_tenths, DeviceId, QuantityType, Reading, Timestamp, SIGMA_INFLAMMATION};
-use crate::wire::immune::InflammationReplyV2;
+use crate::wire::immune::{InflammationReplyV2, NkAuditRequest, NkAuditResponse, RejectionNotice};
 use crate::wire::{
-    Body, FrameRepr, Header, InflammationQuery, InflammationReply, MessageType, TimeSyncRequest, TimeSyncResponse,
-    TraceDeposit,
+    Body, ConsistencyAlert, DataRetraction, FrameRepr, Header, InflammationQuery, InflammationReply, MessageType,
+    TimeSyncRequest, TimeSyncResponse, TraceDeposit,
 };
 
 impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> Node<C, N, D, G, B> {
@@ -74,7 +82,7 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
         if let Err(r) = self.guards.admit_verified(unverified.signature_verified(), now.unix_s) {
             return self.drop_frame(sender, msg_type, FrameDrop::Guard(r), out);
         }
-        self.dispatch(now, sender, repr.body, rssi, hops, out);
+        self.dispatch(now, sender, repr.body, bytes, rssi, hops, out);
     }
 
     /// A VACCINE v2 frame (signed body + unsigned relay tail, SPEC-NOTES
@@ -149,8 +157,19 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
         out.push(Action::Audit(AuditEvent::Dropped { sender, msg_type, reason }));
     }
 
-    /// ES-10.3 for a verified, admitted frame.
-    fn dispatch(&mut self, now: Now, sender: DeviceId, body: Body, rssi: i8, hops: u8, out: &mut impl Sink) {
+    /// ES-10.3 for a verified, admitted frame (`bytes` is the frame itself,
+    /// which a DEATH_CERTIFICATE is checked on again).
+    #[allow(clippy::too_many_arguments)]
+    fn dispatch(
+        &mut self,
+        now: Now,
+        sender: DeviceId,
+        body: Body,
+        bytes: &[u8],
+        rssi: i8,
+        hops: u8,
+        out: &mut impl Sink,
+    ) {
         if let Some(i) = self.subject_index(sender) {
             self.feed_subject(i, SubjectEvent::Heard, now, out);
         }
@@ -191,13 +210,12 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
                     self.feed_subject(i, SubjectEvent::Reply { responder: sender, reply: r }, now, out);
                 }
             }
-            Body::RejectionNotice(n) if n.subject_id == self.id => {
-                out.push(Action::Audit(AuditEvent::RejectedBy { by: sender }));
-            }
-            Body::DeathCertificate(_) => {
-                self.forget(sender);
-                out.push(Action::Audit(AuditEvent::Died { device: sender }));
-            }
+            Body::RejectionNotice(n) if n.subject_id == self.id => self.on_rejection_notice(now, sender, &n, out),
+            Body::ConsistencyAlert(a) => self.on_consistency_alert(now, sender, &a, out),
+            Body::DataRetraction(r) => self.on_retraction(now, sender, &r, out),
+            Body::NkAuditRequest(r) if r.target_id == self.id => self.on_nk_request(now, sender, &r, out),
+            Body::NkAuditResponse(r) if r.requester_id == self.id => self.on_nk_response(now, sender, &r, out),
+            Body::DeathCertificate(_) => self.on_death(sender, bytes, out),
             Body::ProfileSync(ps) => self.on_profile_sync(sender, &ps, out),
             Body::TimeSyncRequest(r) if r.target_id == self.id => self.on_sync_request(now, sender, &r, out),
             Body::TimeSyncResponse(r) => self.on_sync_response(now, sender, &r, out),
@@ -250,7 +268,7 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
         let Some(i) = self.subject_slot(sender, kind, now) else {
             // No room to assess it: keep it out of the field rather than
             // trusting its own claim (SPEC-NOTES 7).
-            let _ = self.dag.append(&trace, now.unix_s);
+            let _ = self.dag_append(&trace, now, out);
             return;
         };
         let obs = Observation { reading: t.reading, quantity: t.quantity, timestamp: t.timestamp, rx_ms: now.mono_ms };
@@ -303,7 +321,7 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
         }
         s.last_obs = Some(obs);
 
-        let _ = self.dag.append(&trace, now.unix_s);
+        let _ = self.dag_append(&trace, now, out);
         let _ = self.field.deposit(&trace, used_weight, now.unix_s);
 
         let profile_sigma = deviation.map_or(0.0, |d| d.total);
@@ -460,6 +478,302 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
         let offset_ms = ((t2 - t1) + (t3 - t4)) / 2;
         let rtt_ms = (t4 - t1) - (t3 - t2);
         out.push(Action::ClockOffset { source: sender, offset_ms, rtt_ms });
+    }
+}
+
+/// How long peer statements count as corroborating each other, ms: two
+/// inflammation timeouts, so the notices of one vote always fall together
+/// and an old grudge does not add up with a new one.
+pub const PEER_EVIDENCE_WINDOW_MS: u64 = 600_000;
+
+/// Fewest distinct REJECTION_NOTICE senders that quarantine this node.
+pub const MIN_REJECTION_NOTICES: usize = 3;
+
+/// Issuer entries a DATA_RETRACTION can keep while the rest are removed
+/// (stack buffer; see [`Node::handle_frame`]'s retraction rule).
+const RETRACTION_KEEP: usize = 64;
+
+/// Outstanding NK_AUDIT_REQUESTs of ours.
+const PENDING_NK: usize = 4;
+
+/// Peer statements kept between frames: who sent us a REJECTION_NOTICE,
+/// who alerted about whom, and our own NK requests still unanswered.
+#[derive(Clone, Debug, Default)]
+pub(super) struct PeerEvidence<const N: usize> {
+    notices: heapless::Vec<(DeviceId, u64), N>,
+    alerts: heapless::Vec<(DeviceId, DeviceId, u64), N>,
+    pending_nk: heapless::Vec<(DeviceId, DeviceId, u32), PENDING_NK>,
+}
+
+impl<const N: usize> PeerEvidence<N> {
+    fn prune(&mut self, now_ms: u64) {
+        let fresh = |at: u64| now_ms.saturating_sub(at) <= PEER_EVIDENCE_WINDOW_MS;
+        self.notices.retain(|(_, at)| fresh(*at));
+        self.alerts.retain(|(_, _, at)| fresh(*at));
+    }
+
+    /// Records `by`'s notice; returns the distinct senders in the window.
+    fn add_notice(&mut self, by: DeviceId, now_ms: u64) -> usize {
+        self.prune(now_ms);
+        if let Some(e) = self.notices.iter_mut().find(|(d, _)| *d == by) {
+            e.1 = now_ms;
+        } else if self.notices.push((by, now_ms)).is_err() {
+            // Full of fresh notices: replace the oldest, the count is at N.
+            if let Some(e) = self.notices.iter_mut().min_by_key(|(_, at)| *at) {
+                *e = (by, now_ms);
+            }
+        }
+        self.notices.len()
+    }
+
+    /// Records `from`'s alert about `suspect`; returns the distinct alerters.
+    fn add_alert(&mut self, from: DeviceId, suspect: DeviceId, now_ms: u64) -> usize {
+        self.prune(now_ms);
+        if let Some(e) = self.alerts.iter_mut().find(|(f, s, _)| *f == from && *s == suspect) {
+            e.2 = now_ms;
+        } else if self.alerts.push((from, suspect, now_ms)).is_err() {
+            if let Some(e) = self.alerts.iter_mut().min_by_key(|(_, _, at)| *at) {
+                *e = (from, suspect, now_ms);
+            }
+        }
+        self.alerts.iter().filter(|(_, s, _)| *s == suspect).count()
+    }
+}
+
+impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> Node<C, N, D, G, B> {
+    /// Asks `target` for its NK audit of `subject` (NK_AUDIT_REQUEST); its
+    /// answer comes back as `AuditEvent::Peer(PeerEvent::NkReport)` with
+    /// `solicited: true`. At most four requests are outstanding (the oldest
+    /// is forgotten).
+    pub fn request_nk_audit(
+        &mut self,
+        now: Now,
+        target: DeviceId,
+        subject: DeviceId,
+        rng: &mut impl super::Rng,
+        out: &mut impl Sink,
+    ) {
+        let nonce = rng.next_u32();
+        if self.peers.pending_nk.is_full() {
+            self.peers.pending_nk.remove(0);
+        }
+        let _ = self.peers.pending_nk.push((target, subject, nonce));
+        let req = NkAuditRequest { target_id: target, subject_id: subject, nonce, timestamp: now.unix_s };
+        self.unicast(target, Body::NkAuditRequest(req), out);
+    }
+
+    /// True if a signed timestamp of a frame without a sequence number is
+    /// inside the guards' freshness window (SPEC-NOTES 33); audits it if not.
+    fn fresh(&self, now: Now, from: DeviceId, msg_type: MessageType, ts: Timestamp, out: &mut impl Sink) -> bool {
+        let ok = self.guards.config().freshness.is_none_or(|f| f.check(ts, now.unix_s).is_ok());
+        if !ok {
+            out.push(Action::Audit(AuditEvent::Peer(PeerEvent::Stale { from, msg_type: msg_type.to_u8() })));
+        }
+        ok
+    }
+
+    /// CONSISTENCY_ALERT: evidence about the suspect, never a decision. The
+    /// alert is a third party's unverifiable claim (its reading, its
+    /// distance), so it is recorded with the distinct alerters in the window
+    /// and our own view of the suspect; our record of the suspect moves only
+    /// on what we measure ourselves. Alerts about the alerter itself are
+    /// ignored, alerts about us are recorded like any other.
+    fn on_consistency_alert(&mut self, now: Now, sender: DeviceId, a: &ConsistencyAlert, out: &mut impl Sink) {
+        if a.suspect_id == sender {
+            return;
+        }
+        if let Some(v2) = a.v2 {
+            if !self.fresh(now, sender, MessageType::ConsistencyAlert, v2.timestamp, out) {
+                return;
+            }
+        }
+        let alerters = self.peers.add_alert(sender, a.suspect_id, now.mono_ms);
+        let ev = PeerEvent::ConsistencyAlert {
+            from: sender,
+            suspect: a.suspect_id,
+            reading: a.suspect_reading,
+            expected: (a.expected_min, a.expected_max),
+            severity: a.severity.to_u8(),
+            alerters: alerters.min(u8::MAX as usize) as u8,
+            our_view: self.subject_state(a.suspect_id),
+        };
+        out.push(Action::Audit(AuditEvent::Peer(ev)));
+    }
+
+    /// DATA_RETRACTION: the issuer's own entries that
+    /// `metabolic::retraction_covers` names leave the DAG and the field;
+    /// nobody else's data is touched. The DAG and field only remove whole
+    /// devices, so the issuer's uncovered entries are set aside (at most
+    /// [`RETRACTION_KEEP`], the newest), the issuer is removed, and they are
+    /// put back: into the DAG as stored, into the field with our current
+    /// assessed weight. Uncovered entries beyond the buffer are lost with
+    /// the covered ones and counted as `collateral`.
+    fn on_retraction(&mut self, now: Now, issuer: DeviceId, r: &DataRetraction, out: &mut impl Sink) {
+        use crate::metabolic::retraction_covers;
+        let covered = |e: &crate::dag::DagEntry| retraction_covers(issuer, r, e.device, e.quantity, e.timestamp);
+        let any_covered = self.dag.entries().iter().any(|e| e.device == issuer && covered(e));
+        let field_covered =
+            self.field.entries().any(|e| retraction_covers(issuer, r, e.device, e.quantity, e.timestamp));
+        if !any_covered && !field_covered {
+            out.push(Action::Audit(AuditEvent::Peer(PeerEvent::Retracted {
+                issuer,
+                dag_removed: 0,
+                field_removed: 0,
+                collateral: 0,
+            })));
+            return;
+        }
+        let mut keep: heapless::Vec<Trace, RETRACTION_KEEP> = heapless::Vec::new();
+        let mut collateral = 0u16;
+        for e in self.dag.entries().iter().rev().filter(|e| e.device == issuer && !covered(e)) {
+            if keep.push(e.trace()).is_err() {
+                collateral = collateral.saturating_add(1);
+            }
+        }
+        let dag_before = self.dag.invalidate_device(issuer);
+        let field_before = self.field.invalidate_device(issuer);
+        let weight = self.subject(issuer).map_or(0, |s| if s.isolated { 0 } else { s.record.assessed_weight() });
+        let mut field_back = 0usize;
+        for t in keep.iter().rev() {
+            let _ = self.dag.append(t, now.unix_s);
+            if self.field.deposit(t, weight, now.unix_s).is_ok() {
+                field_back += 1;
+            }
+        }
+        let sat = |x: usize| x.min(u16::MAX as usize) as u16;
+        let ev = PeerEvent::Retracted {
+            issuer,
+            dag_removed: sat(dag_before.saturating_sub(keep.len())),
+            field_removed: sat(field_before.saturating_sub(field_back)),
+            collateral,
+        };
+        out.push(Action::Audit(AuditEvent::Peer(ev)));
+    }
+
+    /// NK_AUDIT_REQUEST addressed to us: if we profile the subject (frozen
+    /// baseline and running profile) we run the audit now, whatever the
+    /// epoch draw, and answer with the drift figures. Not about the
+    /// requester itself (a drifting device could measure its margin), not
+    /// about us.
+    fn on_nk_request(&mut self, now: Now, sender: DeviceId, r: &NkAuditRequest, out: &mut impl Sink) {
+        use crate::profile::{compute_profile_drift, run_nk_audit, NkAuditResult};
+        use crate::wire::immune::AuditResult;
+        if !self.fresh(now, sender, MessageType::NkAuditRequest, r.timestamp, out) {
+            return;
+        }
+        let refuse = |reason| AuditEvent::Peer(PeerEvent::NkRefused { from: sender, subject: r.subject_id, reason });
+        if r.subject_id == sender {
+            return out.push(Action::Audit(refuse(NkRefusal::AboutItself)));
+        }
+        if r.subject_id == self.id {
+            return out.push(Action::Audit(refuse(NkRefusal::AboutUs)));
+        }
+        let Some(s) = self.subject(r.subject_id) else {
+            return out.push(Action::Audit(refuse(NkRefusal::NotProfiled)));
+        };
+        let (Some(base), Some(cur)) = (s.baseline.as_ref(), s.profile.as_ref()) else {
+            return out.push(Action::Audit(refuse(NkRefusal::NotProfiled)));
+        };
+        let result = run_nk_audit(r.subject_id, base, cur, s.kind);
+        let drift_sigma = compute_profile_drift(base, cur);
+        let (verdict, dims) = match result {
+            NkAuditResult::Pass => (AuditResult::Pass, 0),
+            NkAuditResult::DriftDetected { dimensions, .. } => (AuditResult::DriftDetected, dimensions),
+        };
+        let resp = NkAuditResponse {
+            requester_id: sender,
+            subject_id: r.subject_id,
+            nonce: r.nonce,
+            result: verdict,
+            drift_tenths: (drift_sigma * 10.0) as u16,
+            drifted_dims: dims,
+            timestamp: now.unix_s,
+        };
+        self.unicast(sender, Body::NkAuditResponse(resp), out);
+        let ev = PeerEvent::NkAnswered { to: sender, subject: r.subject_id, result, drift_sigma };
+        out.push(Action::Audit(AuditEvent::Peer(ev)));
+    }
+
+    /// NK_AUDIT_RESPONSE addressed to us: recorded, and marked solicited
+    /// when it answers an outstanding request of ours (target, subject and
+    /// nonce). It never moves a record: one peer's audit is its opinion.
+    fn on_nk_response(&mut self, now: Now, sender: DeviceId, r: &NkAuditResponse, out: &mut impl Sink) {
+        use crate::wire::immune::AuditResult;
+        if !self.fresh(now, sender, MessageType::NkAuditResponse, r.timestamp, out) {
+            return;
+        }
+        let pending = self.peers.pending_nk.iter().position(|p| *p == (sender, r.subject_id, r.nonce));
+        if let Some(i) = pending {
+            self.peers.pending_nk.remove(i);
+        }
+        let ev = PeerEvent::NkReport {
+            from: sender,
+            subject: r.subject_id,
+            solicited: pending.is_some(),
+            drift: r.result == AuditResult::DriftDetected,
+            drift_tenths: r.drift_tenths,
+            dims: r.drifted_dims,
+        };
+        out.push(Action::Audit(AuditEvent::Peer(ev)));
+    }
+
+    /// A REJECTION_NOTICE naming us. One peer must not quarantine a node,
+    /// so the rule is: a notice counts if it is fresh and its sender is a
+    /// Nano we hear directly (in the neighbour table) and have not rejected
+    /// ourselves; when the distinct counted senders within
+    /// [`PEER_EVIDENCE_WINDOW_MS`] reach max([`MIN_REJECTION_NOTICES`],
+    /// a majority of our live neighbours), the own lifecycle gets
+    /// `RejectedByPeers` (→ QUARANTINE, traces suppressed, ES-3.1). The
+    /// senders' NORMAL state is deliberately not required: a node whose
+    /// sensor is wrong sees its honest neighbours as deviant, and would
+    /// otherwise never accept their verdict.
+    fn on_rejection_notice(&mut self, now: Now, sender: DeviceId, n: &RejectionNotice, out: &mut impl Sink) {
+        out.push(Action::Audit(AuditEvent::RejectedBy { by: sender }));
+        if !self.fresh(now, sender, MessageType::RejectionNotice, n.timestamp, out) {
+            return;
+        }
+        let credible = self.quorum.table().get(&sender).is_some()
+            && self.subject(sender).is_some_and(|s| {
+                s.kind == SubjectKind::Nano && !s.isolated && s.record.state() != lifecycle::SubjectState::Rejection
+            });
+        let alive = self.quorum.table().alive_count(now.unix_s);
+        let needed = MIN_REJECTION_NOTICES.max(alive / 2 + 1);
+        let distinct = if credible {
+            self.peers.add_notice(sender, now.mono_ms)
+        } else {
+            self.peers.prune(now.mono_ms);
+            self.peers.notices.len()
+        };
+        let sat = |x: usize| x.min(u8::MAX as usize) as u8;
+        let ev =
+            PeerEvent::RejectionTally { by: sender, counted: credible, distinct: sat(distinct), needed: sat(needed) };
+        out.push(Action::Audit(AuditEvent::Peer(ev)));
+        if credible && distinct >= needed {
+            self.peers.notices.clear();
+            self.feed_own(NodeEvent::RejectedByPeers, now, out);
+        }
+    }
+
+    /// DEATH_CERTIFICATE: checked again by `metabolic::plan_death` against
+    /// the key on file (it must name that key, ES-2.9), then the device is
+    /// forgotten (neighbour table, subject record and profile, DAG, field)
+    /// and its key dropped, so nothing signed with it is heard again.
+    fn on_death(&mut self, sender: DeviceId, bytes: &[u8], out: &mut impl Sink) {
+        let Some(key) = self.key_of(sender) else {
+            return;
+        };
+        match crate::metabolic::plan_death(&self.crypto, bytes, &key) {
+            Ok(plan) => {
+                if plan.remove_neighbor || plan.invalidate_traces || plan.drop_profile {
+                    self.forget(plan.device);
+                }
+                self.keys.retain(|(d, _)| *d != plan.device);
+                out.push(Action::Audit(AuditEvent::Died { device: plan.device }));
+            }
+            Err(reason) => {
+                out.push(Action::Audit(AuditEvent::Peer(PeerEvent::DeathRefused { device: sender, reason })));
+            }
+        }
     }
 }
 

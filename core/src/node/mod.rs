@@ -32,24 +32,26 @@ pub use dust::{DustDrop, DustLink};
 pub use timers::{Timer, TimerConfig, TimerTable};
 
 use crate::crypto::{device_id_of, sign_frame, Crypto};
-use crate::dag::LocalDag;
+use crate::dag::{AppendError, DagEntry, LocalDag, Trace};
 use crate::distance::{Environment, RssiCalibration, RssiTracker};
 use crate::field::PheromoneField;
 use crate::guards::{DropCounts, GuardConfig, Guards, GUARD_DEVICES, RATE_BUCKETS};
 use crate::lifecycle::{
     self, Cluster, LifecycleAction, NodeEvent, NodeLifecycle, OwnState, Reason, Step, SubjectRecord, SubjectState,
 };
-use crate::persist::PersistedState;
-use crate::profile::{BehavioralProfile, Observation};
+use crate::persist::{PersistedState, StoredProfile};
+use crate::profile::{BehavioralProfile, Observation, ProfileMode, SubjectKind};
 use crate::quorum::{QuorumConfig, QuorumState};
 use crate::types::{
-    Confidence, DeviceId, PublicKey, QuantityType, Signature, Timestamp, MAX_DAG_ENTRIES, MAX_DAG_ENTRIES_DUST,
+    Confidence, DeviceId, Hash20, PublicKey, QuantityType, Signature, Timestamp, MAX_DAG_ENTRIES, MAX_DAG_ENTRIES_DUST,
     MAX_NEIGHBORS,
 };
 use crate::wire::{Body, FrameRepr, Version};
 
 /// Profiles are broadcast every this many epochs (ES-10.4 step 5).
 pub const PROFILE_SYNC_EPOCHS: u32 = 10;
+/// Profiles are written to flash every this many epochs (ES-14.3 item 3).
+pub const PROFILE_PERSIST_EPOCHS: u32 = 10;
 
 /// The caller's notion of "now".
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -251,6 +253,37 @@ pub struct Node<
     served: heapless::Vec<(DeviceId, DeviceId), N>,
     vaccines: crate::vaccine::VaccineTable,
     vaccines_seen: crate::vaccine::SeenSet,
+    dag_synced: DagSynced,
+    peers: dispatch::PeerEvidence<N>,
+}
+
+/// What the node believes krill_dag holds (image plus appended log): the
+/// entry count and a wrapping sum of the entries' 64-bit hash prefixes. A
+/// flush or GC that finds the DAG different (entries removed, or added
+/// without an [`Action::PersistDagAppend`]) asks for a compaction. The
+/// check is on entry hashes only: re-linked parent hashes are rebuilt by
+/// `persist::restore` anyway.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct DagSynced {
+    len: usize,
+    digest: u64,
+}
+
+impl DagSynced {
+    fn of(entries: &[DagEntry]) -> Self {
+        let mut s = DagSynced::default();
+        for e in entries {
+            s.add(&e.hash);
+        }
+        s
+    }
+
+    fn add(&mut self, h: &Hash20) {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&h.0[..8]);
+        self.len = self.len.saturating_add(1);
+        self.digest = self.digest.wrapping_add(u64::from_le_bytes(w));
+    }
 }
 
 /// What the persisted state carries across boots that the node does not
@@ -331,6 +364,8 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
             served: heapless::Vec::new(),
             vaccines: crate::vaccine::VaccineTable::new(),
             vaccines_seen: crate::vaccine::SeenSet::new(),
+            dag_synced: DagSynced::default(),
+            peers: dispatch::PeerEvidence::default(),
         }
     }
 
@@ -340,8 +375,10 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
     /// (neighbours' duplicate windows would drop a restart at 0) and the
     /// consensus is there at once. Received entries are re-deposited with
     /// at most the NEONATAL weight: the assessments behind them were not
-    /// stored (SPEC-NOTES 7). The own lifecycle restarts in NEONATAL: see
-    /// `docs/deviations/node.md` (no `NodeLifecycle` restore exists yet).
+    /// stored (SPEC-NOTES 7). The own lifecycle continues from `state`
+    /// ([`NodeLifecycle::restore`]); `profiles` (the krill_profiles image)
+    /// rebuild the subjects, see [`Node::stored_profiles`] and
+    /// `docs/deviations/node.md` for what comes back.
     pub fn restore(
         cfg: NodeConfig,
         crypto: C,
@@ -349,13 +386,17 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
         first_query_id: u32,
         state: &PersistedState,
         dag: LocalDag<D>,
+        profiles: &[StoredProfile],
     ) -> Self {
         let mut node = Self::new(cfg, crypto, now, first_query_id);
         for e in dag.entries() {
             let w = if e.device == node.id { e.weight } else { e.weight.min(lifecycle::NEONATAL_WEIGHT) };
             let _ = node.field.deposit(&e.trace(), w, now.unix_s);
         }
+        node.dag_synced = DagSynced::of(dag.entries());
         node.dag = dag;
+        node.own = NodeLifecycle::restore(node.id, node.cfg.lifecycle, state, now.mono_ms, now.unix_s);
+        node.restore_profiles(profiles, now);
         node.boot = BootInfo {
             boot_count: state.boot_count.wrapping_add(1),
             last_boot: now.unix_s,
@@ -367,18 +408,93 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
         node
     }
 
+    /// Rebuilds subjects from stored profiles (ES-14.3 step 5). Only the
+    /// PROFILE_SYNC summary was stored, so each profile comes back through
+    /// `BehavioralProfile::from_summary`: value histogram, count, mean,
+    /// variance, range, version. Lost and relearnt: timing (intervals,
+    /// hourly activity), message rate, battery/energy trends, neighbour
+    /// correlations, the subject's kind (restored as Nano) and its record
+    /// state. Records restart NEONATAL (weight 0.3) with the running
+    /// profile learning on from the summary, so a subject rejected before
+    /// the reboot does not regain NORMAL weight; the stored baseline comes
+    /// back as the baseline (NK audits run at once) until the record
+    /// freezes a new one `subject_neonatal_ms` later. Our own id, invalid
+    /// summaries and subjects beyond the table are skipped.
+    fn restore_profiles(&mut self, profiles: &[StoredProfile], now: Now) {
+        for sp in profiles {
+            if sp.device == self.id {
+                continue;
+            }
+            let Ok(mut p) = BehavioralProfile::<N>::from_summary(sp.device, sp.quantity, &sp.summary) else {
+                continue;
+            };
+            let Some((_, s)) =
+                self.subject_slot(sp.device, SubjectKind::Nano, now).and_then(|i| self.subjects.get_mut(i))
+            else {
+                continue;
+            };
+            if sp.mode == ProfileMode::Frozen {
+                p.freeze();
+                s.baseline = Some(p);
+            } else {
+                p.mode = ProfileMode::Learning;
+                s.profile = Some(p);
+            }
+        }
+        for (_, s) in self.subjects.iter_mut() {
+            if let (None, Some(b)) = (s.profile.as_ref(), s.baseline.as_ref()) {
+                let mut p = b.running_copy();
+                p.mode = ProfileMode::Learning;
+                s.profile = Some(p);
+            }
+        }
+    }
+
+    /// The profiles to write at [`Action::PersistProfiles`]: per subject its
+    /// frozen baseline (mode `Frozen`) and its running profile, as
+    /// PROFILE_SYNC summaries.
+    pub fn stored_profiles(&self) -> impl Iterator<Item = StoredProfile> + '_ {
+        self.subjects.iter().flat_map(|(id, s)| {
+            [s.baseline.as_ref(), s.profile.as_ref()].into_iter().flatten().map(move |p| StoredProfile {
+                device: *id,
+                quantity: p.quantity,
+                mode: p.mode,
+                summary: p.summary(),
+            })
+        })
+    }
+
+    /// Appends `trace` to the DAG at `now` and asks for it to be persisted:
+    /// [`Action::PersistDagAppend`] with the new entry, or
+    /// [`Action::PersistDagCompact`] when the append evicted entries (a full
+    /// DAG collects garbage first).
+    pub(crate) fn dag_append(&mut self, trace: &Trace, now: Now, out: &mut impl Sink) -> Result<Hash20, AppendError> {
+        let before = self.dag.len();
+        let h = self.dag.append(trace, now.unix_s)?;
+        let entry = self.dag.entries().iter().rev().find(|e| e.hash == h).copied();
+        match entry {
+            Some(e) if self.dag.len() == before + 1 => {
+                self.dag_synced.add(&e.hash);
+                out.push(Action::PersistDagAppend(e));
+            }
+            _ => self.sync_dag(out),
+        }
+        Ok(h)
+    }
+
+    /// Asks for a compaction when the DAG is not what krill_dag holds.
+    fn sync_dag(&mut self, out: &mut impl Sink) {
+        let now = DagSynced::of(self.dag.entries());
+        if now != self.dag_synced {
+            self.dag_synced = now;
+            out.push(Action::PersistDagCompact);
+        }
+    }
+
     /// The critical state as ES-14 stores it, at `now`.
     pub fn persisted_state(&self, now: Now) -> PersistedState {
-        use crate::persist::{lifecycle_code as lc, quorum_code as qc};
-        let lifecycle = match self.own.state() {
-            OwnState::Offline => lc::OFFLINE,
-            OwnState::Booting => lc::BOOTING,
-            OwnState::Neonatal => lc::NEONATAL,
-            OwnState::Normal => lc::NORMAL,
-            OwnState::SensorFault => lc::PYREXIA,
-            OwnState::Quarantine => lc::QUARANTINE,
-            OwnState::Apoptotic => lc::APOPTOTIC,
-        };
+        use crate::persist::quorum_code as qc;
+        let lifecycle = self.own.state().persist_code();
         let quorum_mode = match self.quorum.mode() {
             crate::quorum::QuorumMode::Solo => qc::SOLO,
             crate::quorum::QuorumMode::Quorum => qc::QUORUM,
@@ -684,7 +800,7 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
             seq,
             prev_hash,
         };
-        let _ = self.dag.append(&trace, now.unix_s);
+        let _ = self.dag_append(&trace, now, out);
         let _ = self.field.deposit(&trace, weight, now.unix_s);
     }
 
@@ -710,13 +826,14 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
                 Timer::EpochTick => self.epoch_tick(now, rng, out),
                 Timer::DagGc => {
                     self.dag.gc(now.unix_s);
+                    self.sync_dag(out);
                     self.field.expire(now.unix_s);
                     self.vaccines.expire(now.unix_s);
                 }
                 Timer::Heartbeat => self.send_heartbeat(now, out),
                 Timer::FlashFlush => {
                     out.push(Action::PersistState(self.persisted_state(now)));
-                    out.push(Action::PersistDag);
+                    self.sync_dag(out);
                 }
                 Timer::StateTimeouts => self.state_timeouts(now, out),
             }
@@ -781,6 +898,9 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
             i += 1;
         }
         self.sync_profiles(out);
+        if self.epoch.checked_rem(PROFILE_PERSIST_EPOCHS) == Some(0) {
+            out.push(Action::PersistProfiles);
+        }
         let mode = self.quorum.mode();
         self.feed_own(NodeEvent::Tick { mode }, now, out);
     }

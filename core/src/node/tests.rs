@@ -1,7 +1,9 @@
 //! Unit tests of the node: nothing off the air panics, and the dispatch
 //! order holds for every kind of junk.
 
+use super::action::{NkRefusal, PeerEvent};
 use super::*;
+use crate::crypto::device_id_of;
 use crate::crypto::{Identity, ModeledAuthority, Seed};
 use proptest::prelude::*;
 
@@ -80,4 +82,247 @@ proptest! {
         let dropped = out.iter().any(|x| matches!(x, Action::Audit(AuditEvent::Dropped { .. })));
         prop_assert!(dropped, "the mutated frame was dropped with a reason");
     }
+}
+
+type M = crate::crypto::ModeledCrypto;
+
+/// `n` Small nodes that all know each other's keys.
+fn mesh_of(n: u8) -> Vec<Small<M>> {
+    let auth = ModeledAuthority::new(&[3; 32]);
+    let ids: Vec<_> = (0..n).map(|i| Identity::from_seed(&Seed([i + 1; 32]))).collect();
+    let now = Now::new(0, 1_700_000_000);
+    let mut nodes: Vec<Small<M>> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| Node::new(NodeConfig::default(), auth.crypto_for(id), now, i as u32))
+        .collect();
+    for node in &mut nodes {
+        for id in &ids {
+            if device_id_of(&id.public_key()) != node.id() {
+                node.register_peer(id.public_key()).unwrap();
+            }
+        }
+    }
+    nodes
+}
+
+fn at(s: u32) -> Now {
+    Now::new(s as u64 * 1000, 1_700_000_000 + s)
+}
+
+fn deliver(to: &mut Small<M>, now: Now, frame: &[u8]) -> Vec<Action> {
+    let mut out = Vec::new();
+    to.handle_frame(now, frame, -55, 0, &mut |a| out.push(a));
+    out
+}
+
+fn signed(from: &Small<M>, body: Body) -> FrameBuf {
+    from.encode(body).unwrap()
+}
+
+fn send(n: &mut [Small<M>], from: usize, to: usize, now: Now, body: Body) -> Vec<Action> {
+    let f = signed(&n[from], body);
+    deliver(&mut n[to], now, &f)
+}
+
+fn peer_events(out: &[Action]) -> Vec<PeerEvent> {
+    out.iter()
+        .filter_map(|a| match a {
+            Action::Audit(AuditEvent::Peer(e)) => Some(*e),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn retraction_drops_only_the_issuers_covered_entries() {
+    use crate::wire::metabolic::{DataRetraction, RetractionReason};
+    let mut n = mesh_of(3);
+    let (a, c) = (n[0].id(), n[2].id());
+    for s in [5, 10, 15, 20] {
+        let fa = own_trace(&mut n[0], at(s));
+        let fc = own_trace(&mut n[2], at(s));
+        deliver(&mut n[1], at(s), &fa);
+        deliver(&mut n[1], at(s), &fc);
+    }
+    let count = |b: &Small<M>, d: DeviceId| {
+        (
+            b.dag().entries().iter().filter(|e| e.device == d).count(),
+            b.field().entries().filter(|e| e.device == d).count(),
+        )
+    };
+    assert_eq!((count(&n[1], a), count(&n[1], c)), ((4, 4), (4, 4)));
+    let r = DataRetraction {
+        reason: RetractionReason::SensorFault,
+        quantity: Some(QuantityType::Temperature),
+        from_timestamp: 1_700_000_008,
+        to_timestamp: 1_700_000_016,
+        timestamp: 1_700_000_021,
+    };
+    let out = send(&mut n, 0, 1, at(21), Body::DataRetraction(r));
+    assert_eq!(count(&n[1], a), (2, 2), "a's traces at 10 s and 15 s are gone");
+    assert_eq!(count(&n[1], c), (4, 4), "c's data is untouched");
+    let kept: Vec<_> = n[1].dag().entries().iter().filter(|e| e.device == a).map(|e| e.timestamp).collect();
+    assert_eq!(kept, [1_700_000_005, 1_700_000_020]);
+    assert_eq!(
+        peer_events(&out),
+        [PeerEvent::Retracted { issuer: a, dag_removed: 2, field_removed: 2, collateral: 0 }]
+    );
+    // c cannot retract a's data: its retraction covers only its own.
+    let out = send(&mut n, 2, 1, at(22), Body::DataRetraction(DataRetraction { timestamp: 1_700_000_022, ..r }));
+    assert_eq!(count(&n[1], a), (2, 2));
+    assert_eq!(count(&n[1], c), (2, 2));
+    assert!(matches!(peer_events(&out)[..], [PeerEvent::Retracted { dag_removed: 2, .. }]));
+}
+
+#[test]
+fn consistency_alert_is_recorded_never_acted_on() {
+    use crate::wire::immune::{ConsistencyAlert, ConsistencyAlertV2, Severity};
+    let mut n = mesh_of(4);
+    let suspect = n[0].id();
+    let f = own_trace(&mut n[0], at(5));
+    deliver(&mut n[1], at(5), &f);
+    let before = n[1].subject_state(suspect);
+    let alert = |ts| ConsistencyAlert {
+        suspect_id: suspect,
+        suspect_reading: 9000,
+        expected_max: 2300,
+        expected_min: 2100,
+        severity: Severity::Rejection,
+        v2: Some(ConsistencyAlertV2 { quantity: QuantityType::Temperature, timestamp: ts }),
+    };
+    let mut alerters = Vec::new();
+    for (k, from) in [2usize, 3, 2].into_iter().enumerate() {
+        let frame = signed(&n[from], Body::ConsistencyAlert(alert(1_700_000_006 + k as u32)));
+        let out = deliver(&mut n[1], at(6 + k as u32), &frame);
+        match peer_events(&out)[..] {
+            [PeerEvent::ConsistencyAlert { suspect: s, alerters: k, our_view, .. }] => {
+                assert_eq!((s, our_view), (suspect, before));
+                alerters.push(k);
+            }
+            ref other => panic!("{other:?}"),
+        }
+        assert!(!out.iter().any(|a| matches!(a, Action::Broadcast(_) | Action::Unicast { .. })));
+    }
+    assert_eq!(alerters, [1, 2, 2], "distinct alerters; a repeat does not add");
+    assert_eq!(n[1].subject_state(suspect), before, "alerts alone never move a record");
+    // A stale alert is audited as such.
+    let out = send(&mut n, 3, 1, at(400), Body::ConsistencyAlert(alert(1_700_000_100)));
+    assert!(matches!(peer_events(&out)[..], [PeerEvent::Stale { .. }]));
+}
+
+#[test]
+fn rejection_needs_a_majority_of_distinct_live_neighbours() {
+    use crate::wire::immune::{RejectionNotice, RejectionReason};
+    let mut n = mesh_of(5);
+    let victim = n[0].id();
+    // The victim hears its four neighbours (presence and a trace).
+    for i in 1..5 {
+        let mut out = Vec::new();
+        n[i].send_presence(at(2), &mut |a| out.push(a));
+        let Some(Action::Broadcast(p)) = out.pop() else { panic!() };
+        deliver(&mut n[0], at(2), &p);
+        let t = own_trace(&mut n[i], at(3));
+        deliver(&mut n[0], at(3), &t);
+    }
+    let notice = |ts| {
+        Body::RejectionNotice(RejectionNotice {
+            subject_id: victim,
+            reason: RejectionReason::InflammationVote,
+            deviation_tenths: 80,
+            query_id: 7,
+            timestamp: ts,
+        })
+    };
+    let mut tallies = Vec::new();
+    for (k, from) in [1usize, 1, 2, 3].into_iter().enumerate() {
+        let s = 10 + k as u32;
+        let out = send(&mut n, from, 0, at(s), notice(1_700_000_000 + s));
+        for e in peer_events(&out) {
+            if let PeerEvent::RejectionTally { counted, distinct, needed, .. } = e {
+                tallies.push((counted, distinct, needed));
+            }
+        }
+        if k < 3 {
+            assert_ne!(n[0].own().state(), OwnState::Quarantine, "after notice {k}");
+        }
+    }
+    // Four live neighbours: max(3, 4/2 + 1) = 3 distinct senders needed;
+    // the repeated sender counts once.
+    assert_eq!(tallies, [(true, 1, 3), (true, 1, 3), (true, 2, 3), (true, 3, 3)]);
+    assert_eq!(n[0].own().state(), OwnState::Quarantine);
+}
+
+#[test]
+fn notices_from_strangers_or_old_ones_do_not_count() {
+    use crate::wire::immune::{RejectionNotice, RejectionReason};
+    let mut n = mesh_of(4);
+    let victim = n[0].id();
+    let body = |ts| {
+        Body::RejectionNotice(RejectionNotice {
+            subject_id: victim,
+            reason: RejectionReason::Flood,
+            deviation_tenths: 0,
+            query_id: 0,
+            timestamp: ts,
+        })
+    };
+    // Three verified senders the victim never heard as neighbours.
+    for from in 1..4 {
+        let out = send(&mut n, from, 0, at(10), body(1_700_000_010));
+        assert!(peer_events(&out).iter().any(|e| matches!(e, PeerEvent::RejectionTally { counted: false, .. })));
+    }
+    assert_ne!(n[0].own().state(), OwnState::Quarantine);
+    let out = send(&mut n, 1, 0, at(500), body(1_700_000_100));
+    assert!(peer_events(&out).iter().any(|e| matches!(e, PeerEvent::Stale { .. })));
+}
+
+#[test]
+fn nk_audit_request_is_refused_without_a_baseline_or_about_the_asker() {
+    use crate::wire::immune::NkAuditRequest;
+    let mut n = mesh_of(3);
+    let (a, b, c) = (n[0].id(), n[1].id(), n[2].id());
+    let req = |subject, ts| {
+        Body::NkAuditRequest(NkAuditRequest { target_id: b, subject_id: subject, nonce: 9, timestamp: ts })
+    };
+    let cases = [(c, NkRefusal::NotProfiled), (a, NkRefusal::AboutItself), (b, NkRefusal::AboutUs)];
+    for (subject, reason) in cases {
+        let out = send(&mut n, 0, 1, at(5), req(subject, 1_700_000_005));
+        assert_eq!(peer_events(&out), [PeerEvent::NkRefused { from: a, subject, reason }]);
+        assert!(!out.iter().any(|x| matches!(x, Action::Unicast { .. })));
+    }
+}
+
+#[test]
+fn death_certificate_needs_the_key_on_file_and_forgets_the_device() {
+    use crate::crypto::{presign_death_certificate, pubkey_hash};
+    use crate::wire::metabolic::{DeathCertificate, DeathReason};
+    let mut n = mesh_of(3);
+    let a = n[0].id();
+    let t = own_trace(&mut n[0], at(5));
+    deliver(&mut n[1], at(5), &t);
+    assert!(n[1].subject(a).is_some());
+    // c's certificate names another key than c's: refused, nothing forgotten.
+    let wrong = DeathCertificate {
+        reason: DeathReason::SelfCompromise,
+        timestamp: 1_700_000_006,
+        old_pubkey_hash: pubkey_hash(&PublicKey([7; 32])),
+    };
+    let out = send(&mut n, 2, 1, at(6), Body::DeathCertificate(wrong));
+    assert!(matches!(
+        peer_events(&out)[..],
+        [PeerEvent::DeathRefused { reason: crate::metabolic::DeathError::WrongOldKey, .. }]
+    ));
+    assert!(n[1].key_of(n[2].id()).is_some());
+    // A pre-signed certificate under the real key: forgotten, key dropped.
+    let cert = presign_death_certificate(&n[0].crypto, DeathReason::PufAnomaly, 1_700_000_000);
+    let out = deliver(&mut n[1], at(7), &cert);
+    assert!(out.iter().any(|x| matches!(x, Action::Audit(AuditEvent::Died { device }) if *device == a)));
+    assert!(n[1].subject(a).is_none());
+    assert_eq!(n[1].dag().entries().iter().filter(|e| e.device == a).count(), 0);
+    let t = own_trace(&mut n[0], at(8));
+    let out = deliver(&mut n[1], at(8), &t);
+    assert!(out
+        .iter()
+        .any(|x| matches!(x, Action::Audit(AuditEvent::Dropped { reason: FrameDrop::UnknownSender, .. }))));
 }
