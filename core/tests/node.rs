@@ -53,6 +53,8 @@ struct Mesh<C: Crypto> {
     offsets: Vec<i64>,
     /// Broadcast frames by sender and message type.
     sent: Vec<(usize, u8)>,
+    /// Signed TraceBatches taken from each submitter (also handed to every Full node).
+    batches: Vec<(usize, Vec<u8>)>,
 }
 
 impl<C: Crypto> Mesh<C> {
@@ -85,6 +87,7 @@ impl<C: Crypto> Mesh<C> {
             audits: vec![Vec::new(); n],
             offsets: vec![0; n],
             sent: Vec::new(),
+            batches: Vec::new(),
         }
     }
 
@@ -117,12 +120,24 @@ impl<C: Crypto> Mesh<C> {
                 }
                 Action::Audit(e) => self.audits[from].push(e),
                 Action::ClockOffset { offset_ms, .. } => self.offsets[from] = offset_ms,
+                Action::SubmitBatch { len, .. } => {
+                    let mut buf = vec![0u8; len];
+                    let n = self.nodes[from].take_batch(&mut buf).unwrap();
+                    buf.truncate(n);
+                    for to in 0..self.nodes.len() {
+                        if to != from && self.nodes[to].config().role == krill_core::node::Role::Full {
+                            let _ = self.nodes[to].handle_batch(now, &buf, &mut |a| out.push((to, a)));
+                        }
+                    }
+                    self.batches.push((from, buf));
+                }
                 Action::Lifecycle(_)
                 | Action::PersistState(_)
                 | Action::PersistDagAppend(_)
                 | Action::PersistDagCompact
                 | Action::PersistProfiles
-                | Action::LoraUplink(_) => {}
+                | Action::LoraUplink(_)
+                | Action::NetworkKey { .. } => {}
             }
             queue.extend(out);
         }
@@ -993,4 +1008,473 @@ fn dag_eviction_body() {
     let back: Restored<512, 0> = restore(&mut *flash, &NRF52840_LAYOUT, now_at(60_000).unix_s);
     let hashes = |d: &[krill_core::dag::DagEntry]| d.iter().map(|e| e.hash).collect::<Vec<_>>();
     assert_eq!(hashes(back.dag.entries()), hashes(a.dag().entries()), "evicted entries did not come back");
+}
+
+const ROOT_SECRET: [u8; 32] = [0x52; 32];
+const NETKEY: [u8; 16] = [7; 16];
+
+fn root() -> RealCrypto {
+    RealCrypto::from_secret_key(&ROOT_SECRET)
+}
+
+/// Eight real-crypto Nanos (the weighted neighbour count of neonatal
+/// peers needs that many for QUORUM), run for `run_ms`: 150 s makes them
+/// NORMAL. Node 0 provisions under the deployment root with a manifest
+/// naming `identity(10)`; node 1 is a rogue provisioner whose certificate
+/// comes from another root, with a manifest naming `identity(11)`.
+fn provisioning_mesh(run_ms: u64) -> Mesh<RealCrypto> {
+    use krill_core::crypto::{issue_provisioner_certificate, NetKey};
+    use krill_core::node::EnrollConfig;
+    let ids: Vec<Identity> = (0..8).map(identity).collect();
+    let until = UNIX0 + 10 * 365 * 86_400;
+    let mut base = fast_config();
+    base.timers.epoch_tick_ms = 6_000;
+    base.subject_neonatal_ms = 30_000;
+    let mut cfgs = vec![base; 8];
+    let cert = issue_provisioner_certificate(&root(), &ids[0].public_key(), UNIX0, until);
+    let mut e0 = EnrollConfig::provisioner(root().public_key(), cert);
+    e0.manifest.push(identity(10).device_id()).unwrap();
+    cfgs[0].enroll = Some(e0);
+    let rogue_root = RealCrypto::from_secret_key(&[0x66; 32]);
+    let rogue = issue_provisioner_certificate(&rogue_root, &ids[1].public_key(), UNIX0, until);
+    let mut e1 = EnrollConfig::provisioner(root().public_key(), rogue);
+    e1.manifest.push(identity(11).device_id()).unwrap();
+    cfgs[1].enroll = Some(e1);
+    let cryptos = ids.iter().map(RealCrypto::new).collect();
+    let mut mesh = Mesh::with_configs(cryptos, cfgs, Box::new(honest));
+    mesh.nodes[0].set_network_key(NetKey(NETKEY), 0);
+    mesh.nodes[1].set_network_key(NetKey([0xEE; 16]), 0);
+    mesh.run_until(run_ms);
+    mesh
+}
+
+fn new_device(seed: u8, at_ms: u64) -> TestNode<RealCrypto> {
+    let id = identity(seed);
+    let cfg = NodeConfig { enroll: Some(krill_core::node::EnrollConfig::device(root().public_key())), ..fast_config() };
+    let mut d: TestNode<RealCrypto> = Node::new(cfg, RealCrypto::new(&id), now_at(at_ms), 7);
+    d.set_enroll_identity(id);
+    d
+}
+
+fn frames_of(actions: &[Action], types: &[u8]) -> Vec<Vec<u8>> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Broadcast(f) if types.contains(&f[3]) => Some(f.to_vec()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn enroll_events(actions: &[Action]) -> Vec<krill_core::node::EnrollEvent> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Audit(AuditEvent::Enrollment(e)) => Some(*e),
+            _ => None,
+        })
+        .collect()
+}
+
+fn feed<C: Crypto>(node: &mut TestNode<C>, now: Now, frames: &[Vec<u8>]) -> Vec<Action> {
+    let mut out = Vec::new();
+    for f in frames {
+        node.handle_frame(now, f, -60, 0, &mut |a| out.push(a));
+    }
+    out
+}
+
+fn timers<C: Crypto>(node: &mut TestNode<C>, now: Now, rng: &mut Lcg) -> Vec<Action> {
+    let mut out = Vec::new();
+    node.handle_timers(now, rng, &mut |a| out.push(a));
+    out
+}
+
+/// Request from `device`, answer from provisioner `p`: (request actions at
+/// `p`, the certificate and response frames).
+fn request_answer(
+    mesh: &mut Mesh<RealCrypto>,
+    p: usize,
+    device: &mut TestNode<RealCrypto>,
+    rng: &mut Lcg,
+) -> (Vec<Action>, Vec<Vec<u8>>) {
+    let now = now_at(mesh.now_ms);
+    let req = frames_of(&timers(device, now, rng), &[0x60]);
+    assert_eq!(req.len(), 1, "one ENROLLMENT_REQUEST");
+    let at_p = feed(&mut mesh.nodes[p], now, &req);
+    let answer = frames_of(&timers(&mut mesh.nodes[p], now, &mut mesh.rng), &[0x63, 0x61]);
+    (at_p, answer)
+}
+
+#[test]
+fn enrollment_end_to_end_with_real_crypto() {
+    std::thread::Builder::new().stack_size(64 << 20).spawn(enrollment_body).unwrap().join().unwrap();
+}
+
+fn enrollment_body() {
+    use krill_core::crypto::NetKey;
+    use krill_core::node::{Authorised, EnrollEvent, EnrollRefusal};
+    let mut mesh = provisioning_mesh(150_000);
+    assert_eq!(mesh.nodes[0].own().state(), lifecycle::OwnState::Normal);
+    let mut device = new_device(10, mesh.now_ms);
+    let mut rng = Lcg(5);
+    let (at_p, answer) = request_answer(&mut mesh, 0, &mut device, &mut rng);
+    let dev = device.id();
+    assert!(enroll_events(&at_p).contains(&EnrollEvent::RequestAccepted { device: dev, by: Authorised::Manifest }));
+    assert_eq!(answer.len(), 2, "certificate then response");
+    assert_eq!((answer[0][3], answer[1][3]), (0x63, 0x61));
+    let now = now_at(mesh.now_ms);
+    let got = feed(&mut device, now, &answer);
+    let first_answer = answer;
+    let p = mesh.nodes[0].id();
+    assert!(enroll_events(&got).contains(&EnrollEvent::Enrolled { provisioner: p, zone: 0 }));
+    assert!(got.iter().any(|a| matches!(a, Action::NetworkKey { key, epoch: 0, from, switch_by: None }
+        if *key == NetKey(NETKEY) && *from == p)));
+    assert!(got.iter().any(|a| matches!(a, Action::ClockOffset { source, offset_ms: 0, .. } if *source == p)));
+    assert!(device.is_enrolled());
+    assert_eq!(device.own().state(), lifecycle::OwnState::Neonatal);
+    assert_eq!(mesh.nodes[0].enrolled_devices().collect::<Vec<_>>(), vec![dev]);
+
+    // A second request from the same id (a minute later: the guards take
+    // one ENROLLMENT_REQUEST per device and minute) is refused: the id is
+    // registered now.
+    mesh.run_until(mesh.now_ms + 61_000);
+    let mut again = new_device(10, mesh.now_ms);
+    let (at_p, answer) = request_answer(&mut mesh, 0, &mut again, &mut Lcg(77));
+    assert!(answer.iter().all(|f| f[3] != 0x61));
+    assert!(enroll_events(&at_p)
+        .contains(&EnrollEvent::RequestRefused { device: dev, reason: EnrollRefusal::AlreadyRegistered }));
+
+    // The old certificate and response replayed to a rebooted device (new
+    // nonce) are refused.
+    let mut rebooted = new_device(10, mesh.now_ms);
+    let now = now_at(mesh.now_ms);
+    let _ = timers(&mut rebooted, now, &mut Lcg(1234));
+    let got = feed(&mut rebooted, now, &first_answer);
+    assert!(
+        enroll_events(&got).contains(&EnrollEvent::ResponseRefused { from: p, reason: EnrollRefusal::NonceMismatch })
+    );
+    assert!(!rebooted.is_enrolled());
+    assert!(!got.iter().any(|a| matches!(a, Action::NetworkKey { .. })));
+
+    // Key rotation: delivered, opened, and not applied twice.
+    let deadline = now.unix_s + 86_400;
+    let mut out = Vec::new();
+    let sent =
+        mesh.nodes[0].rotate_network_key(now, NetKey([9; 16]), 1, deadline, &mut Lcg(3), &mut |a| out.push(a)).unwrap();
+    assert_eq!(sent, 1);
+    let rot = frames_of(&out, &[0x63, 0x62]);
+    let got = feed(&mut device, now, &rot);
+    assert!(got.iter().any(|a| matches!(a, Action::NetworkKey { key, epoch: 1, switch_by: Some(d), .. }
+        if *key == NetKey([9; 16]) && *d == deadline)));
+    assert!(enroll_events(&got).contains(&EnrollEvent::RotationApplied { from: p, epoch: 1, late: false }));
+    assert_eq!(device.network_key_epoch(), Some(1));
+    let later = now_at(mesh.now_ms + 1_000);
+    let got = feed(&mut device, later, &rot);
+    assert!(!got.iter().any(|a| matches!(a, Action::NetworkKey { .. })));
+}
+
+const BATCH_SPIKER: usize = 6;
+const BATCH_FULL: usize = 5;
+const BATCH_SPIKE_FROM_MS: u64 = 150_000;
+
+/// Six Nanos and a Full node (index 5): everyone hears five or more
+/// neighbours, so the Nanos reach QUORUM and batch. Node 6 spikes from 150 s.
+fn batch_mesh() -> Mesh<ModeledCrypto> {
+    let read: Reader =
+        Box::new(|i, ms| if i == BATCH_SPIKER && ms >= BATCH_SPIKE_FROM_MS { 6000 } else { honest(i, ms) });
+    let mut cfgs = vec![fast_config(); 7];
+    cfgs[BATCH_FULL].role = krill_core::node::Role::Full;
+    let mut mesh = Mesh::with_configs(modeled(7), cfgs, read);
+    mesh.run_until(BATCH_SPIKE_FROM_MS + 90_000);
+    mesh
+}
+
+fn settled(audits: &[AuditEvent]) -> Vec<(DeviceId, krill_core::settlement::Settlement)> {
+    audits
+        .iter()
+        .filter_map(|e| match e {
+            AuditEvent::Settled { nano, settlement, .. } => Some((*nano, *settlement)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn solo_nodes_make_no_batches() {
+    // Four Nanos and a Full node: four neighbours each, below SOLO→QUORUM.
+    let mut cfgs = vec![fast_config(); 5];
+    cfgs[4].role = krill_core::node::Role::Full;
+    let mut mesh = Mesh::with_configs(modeled(5), cfgs, Box::new(honest));
+    mesh.run_until(300_000);
+    assert!(mesh.nodes.iter().all(|n| n.quorum().mode() == krill_core::quorum::QuorumMode::Solo));
+    assert!(mesh.batches.is_empty());
+    assert!(mesh.nodes[0].epoch() >= 4);
+}
+
+#[test]
+fn quorum_nanos_batch_every_epoch_and_the_full_node_settles() {
+    use krill_core::wire::batch::{TraceBatch, ANOMALY_REJECTION};
+    let mesh = batch_mesh();
+    let full_id = mesh.nodes[BATCH_FULL].id();
+    let spiker = mesh.nodes[BATCH_SPIKER].id();
+    for i in (0..7).filter(|&i| i != BATCH_FULL) {
+        assert!(mesh.batches.iter().any(|(f, _)| *f == i), "Nano {i} submitted batches");
+    }
+    assert!(mesh.batches.iter().all(|(f, _)| *f != BATCH_FULL), "a Full node makes no batch");
+    let settlements = settled(&mesh.audits[BATCH_FULL]);
+    let refused: Vec<_> =
+        mesh.audits[BATCH_FULL].iter().filter(|e| matches!(e, AuditEvent::BatchRefused { .. })).collect();
+    assert!(refused.is_empty(), "{refused:?}");
+    assert_eq!(settlements.len(), mesh.batches.len(), "every batch settled once");
+    // Before the spike: every trace paid, and the reward covers the bandwidth.
+    let first = settlements[0].1;
+    assert!(first.rewarded >= 5 && first.anomalous == 0 && first.net > 0, "{first:?}");
+    // Batches are signed by their Nano and carry what it accepted.
+    for (from, bytes) in &mesh.batches {
+        let b = TraceBatch::<256>::parse(bytes).unwrap();
+        assert_eq!(b.nano_id, mesh.nodes[*from].id());
+        assert!(b.traces.iter().all(|t| t.device_id != b.nano_id));
+        assert!(b.traces.iter().all(|t| t.reading_count >= 1 && t.reading_count <= 14));
+        assert_eq!(b.epoch_end.wrapping_sub(b.epoch_start), 59);
+    }
+    // Once node 0 rejected the spiker, its batch flags the spiker and the
+    // Full node does not pay those traces.
+    assert_eq!(mesh.nodes[0].subject_state(spiker), Some(SubjectState::Rejection));
+    // (Quarantined by its peers, the spiker then falls silent.)
+    let flagged = mesh
+        .batches
+        .iter()
+        .filter(|(f, _)| *f == 0)
+        .map(|(_, bytes)| TraceBatch::<256>::parse(bytes).unwrap())
+        .find(|b| b.traces.iter().any(|t| t.device_id == spiker && t.anomaly_flags & ANOMALY_REJECTION != 0))
+        .expect("a batch of node 0 flags the rejected spiker");
+    assert!(flagged.traces.iter().any(|t| t.device_id == full_id && t.anomaly_flags == 0));
+    assert!(settlements.iter().any(|(n, s)| *n == mesh.nodes[0].id() && s.anomalous >= 1));
+}
+
+fn signed_batch(
+    signer_seed: u8,
+    batch_id: u32,
+    devices: &[(DeviceId, u8)],
+    tweak: impl FnOnce(&mut krill_core::wire::batch::TraceBatch),
+) -> Vec<u8> {
+    use krill_core::settlement::{assemble_batches, BatchHeader, DeviceEpoch};
+    let signer = ModeledAuthority::new(&[9; 32]).crypto_for(&identity(signer_seed));
+    let eps: Vec<DeviceEpoch> = devices
+        .iter()
+        .map(|(d, flags)| {
+            let mut e = DeviceEpoch::new(*d, QuantityType::Temperature);
+            for _ in 0..12 {
+                e.add(2200, 200, 255);
+            }
+            e.anomaly_flags = *flags;
+            e
+        })
+        .collect();
+    let h = BatchHeader {
+        nano_id: signer.device_id(),
+        first_batch_id: batch_id,
+        epoch_start: UNIX0,
+        epoch_end: UNIX0 + 59,
+        field_entropy: 0.0,
+    };
+    let mut b = assemble_batches(&h, &eps).next().unwrap();
+    tweak(&mut b);
+    let mut buf = vec![0u8; b.buffer_len()];
+    let n = b.emit(&mut buf).unwrap();
+    krill_core::crypto::sign_frame(&signer, &mut buf[..n], b.signed_len()).unwrap();
+    buf
+}
+
+#[test]
+fn forged_altered_replayed_or_lying_batches_are_refused_with_a_reason() {
+    use krill_core::node::BatchRefusal;
+    let mut mesh = batch_mesh();
+    let now = now_at(mesh.now_ms);
+    let spiker = mesh.nodes[BATCH_SPIKER].id();
+    let honest1 = mesh.nodes[1].id();
+    let (_, genuine) = mesh.batches.iter().find(|(f, _)| *f == 0).unwrap().clone();
+    let full = &mut mesh.nodes[BATCH_FULL];
+    let mut audits = Vec::new();
+    let mut submit = |full: &mut TestNode<ModeledCrypto>, bytes: &[u8]| {
+        let r = full.handle_batch(now, bytes, &mut |a| audits.push(a));
+        r.map(|_| ())
+    };
+
+    assert_eq!(submit(full, &genuine), Err(BatchRefusal::Replayed));
+    let mut altered = genuine.clone();
+    altered[35] ^= 0x40; // first trace's reading_mean
+    assert_eq!(submit(full, &altered), Err(BatchRefusal::BadSignature));
+    assert!(matches!(submit(full, &genuine[..genuine.len() - 1]), Err(BatchRefusal::Decode(_))));
+    let stranger = signed_batch(60, 1, &[(honest1, 0)], |_| {});
+    assert_eq!(submit(full, &stranger), Err(BatchRefusal::UnknownNano));
+    let invented = DeviceId([0xEE; 8]);
+    let b = signed_batch(0, 1_000, &[(honest1, 0), (invented, 0)], |_| {});
+    assert_eq!(submit(full, &b), Err(BatchRefusal::UnregisteredDevice(invented)));
+    let b = signed_batch(0, 1_001, &[(honest1, 0)], |b| b.aggregate.total_devices = 9);
+    assert_eq!(submit(full, &b), Err(BatchRefusal::AggregateMismatch));
+    let b = signed_batch(0, 1_002, &[(honest1, 0)], |b| b.epoch_end = b.epoch_start - 1);
+    assert_eq!(submit(full, &b), Err(BatchRefusal::EpochInverted));
+    // The Full node itself rejected the spiker: a clean trace for it is a lie.
+    assert_eq!(full.subject_state(spiker), Some(SubjectState::Rejection));
+    let b = signed_batch(0, 1_003, &[(honest1, 0), (spiker, 0)], |b| {
+        b.epoch_start = now.unix_s - 60;
+        b.epoch_end = now.unix_s - 1;
+    });
+    assert_eq!(submit(full, &b), Err(BatchRefusal::AnomalyHidden(spiker)));
+    // Flagged, the same batch settles, paying only the honest trace.
+    let b = signed_batch(0, 1_004, &[(honest1, 0), (spiker, 4)], |_| {});
+    assert_eq!(submit(full, &b), Ok(()));
+    assert_eq!(submit(full, &b), Err(BatchRefusal::Replayed));
+    let refusals = audits.iter().filter(|a| matches!(a, Action::Audit(AuditEvent::BatchRefused { .. }))).count();
+    assert_eq!(refusals, 9, "every refusal is audited");
+    let s = audits
+        .iter()
+        .find_map(|a| match a {
+            Action::Audit(AuditEvent::Settled { batch_id: 1_004, settlement, .. }) => Some(*settlement),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!((s.rewarded, s.anomalous), (1, 1));
+    // Only a Full node settles.
+    let mut sink = Vec::new();
+    let r = mesh.nodes[2].handle_batch(now, &genuine, &mut |a| sink.push(a));
+    assert_eq!(r, Err(BatchRefusal::NotFull));
+}
+
+#[test]
+fn rejecting_monitors_each_originate_one_vaccine_applied_once_everywhere() {
+    use krill_core::node::VaccineOutcome;
+    use krill_core::wire::immune::AttackType;
+    let mesh = batch_mesh();
+    let spiker = mesh.nodes[BATCH_SPIKER].id();
+    let mut originators = Vec::new();
+    for (i, audits) in mesh.audits.iter().enumerate() {
+        let v: Vec<_> = audits
+            .iter()
+            .filter_map(|e| match e {
+                AuditEvent::VaccineOriginated { subject, attack_type, deviation_mean, deviation_std } => {
+                    Some((*subject, *attack_type, *deviation_mean, *deviation_std))
+                }
+                _ => None,
+            })
+            .filter(|v| v.0 == spiker)
+            .collect();
+        let rejected_by_vote = audits.iter().any(|e| {
+            matches!(e, AuditEvent::Lifecycle(a) if a.subject == spiker
+                && a.to == lifecycle::AnyState::Subject(SubjectState::Rejection))
+        });
+        assert_eq!(v.len(), usize::from(rejected_by_vote), "node {i}: one vaccine per rejection: {v:?}");
+        if let Some((_, ty, mean, std)) = v.first() {
+            assert_eq!(*ty, AttackType::ValueSpike);
+            assert!((3600..=4000).contains(mean), "offset of 60.00 °C against 22.00 °C: {mean}");
+            assert!(*std < 200, "{std}");
+            originators.push(i);
+        }
+    }
+    assert!(originators.len() >= 3, "several monitors completed the vote: {originators:?}");
+    // Every other node applied each origin's vaccine exactly once; the
+    // relayed copies that came back were dropped by the seen-set.
+    for (j, audits) in mesh.audits.iter().enumerate() {
+        for &o in &originators {
+            let origin = mesh.nodes[o].id();
+            let applied = audits
+                .iter()
+                .filter(|e| {
+                    matches!(e, AuditEvent::Vaccine { origin: g, outcome: VaccineOutcome::Applied { .. } } if *g == origin)
+                })
+                .count();
+            let want = usize::from(j != o);
+            assert_eq!(applied, want, "node {j} applied origin {o}'s vaccine {applied} times");
+        }
+        assert!(mesh.nodes[j].vaccines().len() >= originators.len().min(2) - usize::from(originators.contains(&j)));
+    }
+    let dup_drops = mesh
+        .audits
+        .iter()
+        .flatten()
+        .filter(|e| {
+            matches!(e, AuditEvent::Dropped { msg_type: 0x26, reason: FrameDrop::Guard(DropReason::Duplicate), .. })
+        })
+        .count();
+    assert!(dup_drops > 0, "relayed copies were heard again and dropped");
+    // Our own vaccine came back as an echo, never applied twice.
+    let vaccine_frames = mesh.sent.iter().filter(|(_, t)| *t == 0x26).count();
+    assert!(vaccine_frames >= originators.len());
+}
+
+#[test]
+fn enrollment_refusals() {
+    std::thread::Builder::new().stack_size(64 << 20).spawn(enrollment_refusals_body).unwrap().join().unwrap();
+}
+
+/// `device`'s first ENROLLMENT_REQUEST at `now`.
+fn request_of(device: &mut TestNode<RealCrypto>, now: Now, seed: u64) -> Vec<Vec<u8>> {
+    frames_of(&timers(device, now, &mut Lcg(seed)), &[0x60])
+}
+
+fn enrollment_refusals_body() {
+    use krill_core::crypto::EnrollError;
+    use krill_core::node::{Authorised, EnrollEvent, EnrollRefusal};
+    let refused =
+        |acts: &[Action], device, reason| enroll_events(acts).contains(&EnrollEvent::RequestRefused { device, reason });
+
+    // Nobody NORMAL yet: the provisioner does not answer.
+    let mut young = provisioning_mesh(0);
+    let mut d10 = new_device(10, 0);
+    let req = request_of(&mut d10, now_at(0), 1);
+    let acts = feed(&mut young.nodes[0], now_at(0), &req);
+    assert!(refused(&acts, d10.id(), EnrollRefusal::NotNormal), "{acts:?}");
+    assert!(frames_of(&timers(&mut young.nodes[0], now_at(0), &mut Lcg(2)), &[0x61]).is_empty());
+    drop(young);
+
+    let mut mesh = provisioning_mesh(150_000);
+    let now = now_at(mesh.now_ms);
+    assert_eq!(mesh.nodes[1].own().state(), lifecycle::OwnState::Normal);
+
+    // A node without a certificate does not answer.
+    let mut d10 = new_device(10, mesh.now_ms);
+    let req = request_of(&mut d10, now, 3);
+    let acts = feed(&mut mesh.nodes[2], now, &req);
+    assert!(refused(&acts, d10.id(), EnrollRefusal::NoCertificate));
+    assert!(frames_of(&timers(&mut mesh.nodes[2], now, &mut Lcg(4)), &[0x61]).is_empty());
+
+    // A rogue provisioner (certificate from another root) answers, and the
+    // device refuses both its certificate and its response.
+    let mut d11 = new_device(11, mesh.now_ms);
+    let req = request_of(&mut d11, now, 5);
+    let acts = feed(&mut mesh.nodes[1], now, &req);
+    assert!(enroll_events(&acts).contains(&EnrollEvent::RequestAccepted { device: d11.id(), by: Authorised::Manifest }));
+    let answer = frames_of(&timers(&mut mesh.nodes[1], now, &mut Lcg(6)), &[0x63, 0x61]);
+    assert_eq!(answer.len(), 2);
+    let got = feed(&mut d11, now, &answer);
+    let rogue = mesh.nodes[1].id();
+    let ev = enroll_events(&got);
+    assert!(ev.contains(&EnrollEvent::CertificateRefused {
+        from: rogue,
+        reason: EnrollRefusal::Crypto(EnrollError::CertificateForged)
+    }));
+    assert!(ev.contains(&EnrollEvent::ResponseRefused { from: rogue, reason: EnrollRefusal::NoCertificateHeld }));
+    assert!(!d11.is_enrolled());
+    assert!(!got.iter().any(|a| matches!(a, Action::NetworkKey { .. })));
+
+    // Not in the manifest: refused until the operator presses the button.
+    let mut d12 = new_device(12, mesh.now_ms);
+    let acts = feed(&mut mesh.nodes[0], now, &request_of(&mut d12, now, 7));
+    assert!(refused(&acts, d12.id(), EnrollRefusal::NotAuthorised));
+    mesh.nodes[0].operator_enroll_button(now);
+    let mut d13 = new_device(13, mesh.now_ms);
+    let acts = feed(&mut mesh.nodes[0], now, &request_of(&mut d13, now, 8));
+    assert!(enroll_events(&acts).contains(&EnrollEvent::RequestAccepted { device: d13.id(), by: Authorised::Button }));
+    let answer = frames_of(&timers(&mut mesh.nodes[0], now, &mut Lcg(9)), &[0x63, 0x61]);
+    let got = feed(&mut d13, now, &answer);
+    assert!(d13.is_enrolled(), "{:?}", enroll_events(&got));
+
+    // Ten minutes without hearing its neighbours, the provisioner has no
+    // quorum watching it and refuses.
+    let late = now_at(mesh.now_ms + 600_000);
+    let mut d10b = new_device(10, late.mono_ms);
+    let acts = feed(&mut mesh.nodes[0], late, &request_of(&mut d10b, late, 10));
+    assert!(refused(&acts, d10b.id(), EnrollRefusal::TooFewNeighbours), "{acts:?}");
 }

@@ -68,8 +68,31 @@ pub enum Action {
     /// remediation probe, re-enrolment, going silent); the node has already
     /// carried out everything it can do alone.
     Lifecycle(LifecycleAction),
+    /// Enrollment or KEY_ROTATION delivered a NetKey (ES-13.2): hand it to
+    /// the transport. With `switch_by`, keep accepting the old key until
+    /// then; devices still on it afterwards are excluded.
+    NetworkKey {
+        /// The key (secret; its `Debug` prints nothing).
+        key: crate::crypto::NetKey,
+        /// Its epoch (0 from enrollment).
+        epoch: u32,
+        /// The provisioner that sent it (ourselves for our own rotation).
+        from: DeviceId,
+        /// The rotation deadline; `None` from enrollment.
+        switch_by: Option<crate::types::Timestamp>,
+    },
     /// Why a decision was taken.
     Audit(AuditEvent),
+    /// A signed TraceBatch (ES-6.1) of `len` bytes is ready for a Full
+    /// node. Batches are up to 3.6 KB, too big for a [`FrameBuf`]: call
+    /// [`Node::take_batch`](super::Node::take_batch) with a buffer of at
+    /// least `len` bytes, once per such action, in order.
+    SubmitBatch {
+        /// The batch's id.
+        batch_id: u32,
+        /// Its frame length, bytes.
+        len: usize,
+    },
 }
 
 /// Why a received frame was not handled.
@@ -229,6 +252,80 @@ pub enum AuditEvent {
     /// A peer's statement (alert, retraction, NK audit, rejection notice)
     /// and what it did here (ES-10.3 handlers in `dispatch.rs`).
     Peer(PeerEvent),
+    /// An enrollment or key-rotation decision (ES-13.2).
+    Enrollment(super::EnrollEvent),
+    /// A Full node settled a Nano's TraceBatch (ES-6.2): the figures to
+    /// submit as the settlement transaction.
+    Settled {
+        /// The submitting Nano.
+        nano: DeviceId,
+        /// Its batch id.
+        batch_id: u32,
+        /// The PLANKTON settlement.
+        settlement: crate::settlement::Settlement,
+    },
+    /// A TraceBatch was refused; nothing was settled.
+    BatchRefused {
+        /// The header's Nano id (unverified), all zero if unreadable.
+        nano: DeviceId,
+        /// The batch id, 0 if unreadable.
+        batch_id: u32,
+        /// Why.
+        reason: BatchRefusal,
+    },
+    /// We confirmed an attack by a subject and originated a VACCINE (ES-2.8).
+    VaccineOriginated {
+        /// The rejected subject.
+        subject: DeviceId,
+        /// The attack class inferred from what was seen.
+        attack_type: crate::wire::immune::AttackType,
+        /// Mean offset (reading − expected) of the deviating readings.
+        deviation_mean: i16,
+        /// Their standard deviation.
+        deviation_std: u16,
+    },
+}
+
+/// Why a Full node refused a TraceBatch (ES-6.2 validation).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum BatchRefusal {
+    /// Only a [`Role::Full`](super::Role::Full) node settles batches.
+    NotFull,
+    /// It does not decode (length, trace count, flags, entropy).
+    Decode(WireError),
+    /// It names us as the Nano: never settle our own batch.
+    OwnBatch,
+    /// No public key is registered for the Nano: nothing can be verified.
+    UnknownNano,
+    /// The signature is not the Nano's registered key: forged or altered.
+    BadSignature,
+    /// A trace names a device that is neither a registered peer nor a
+    /// served Dust device, so it could be invented to collect rewards.
+    UnregisteredDevice(DeviceId),
+    /// A trace claims a clean epoch (flags 0) for a device we hold in
+    /// REJECTION or QUARANTINE: it would pay for data the mesh isolated.
+    AnomalyHidden(DeviceId),
+    /// The aggregate does not match the traces (device, anomaly or
+    /// rejection counts), so the on-chain summary would lie.
+    AggregateMismatch,
+    /// `epoch_end` is before `epoch_start`.
+    EpochInverted,
+    /// This (Nano, batch id) was settled before: paying twice is a replay.
+    Replayed,
+}
+
+/// Why [`Node::take_batch`](super::Node::take_batch) gave nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TakeBatchError {
+    /// Every batch of the last epoch was taken (or none was made).
+    NonePending,
+    /// The buffer is shorter than the batch; nothing was consumed.
+    BufferTooSmall {
+        /// Bytes the batch needs.
+        needed: usize,
+    },
+    /// Signing failed (crypto backend error); the batch is dropped.
+    Sign,
 }
 
 /// What a peer's immune or metabolic frame did at this node.

@@ -63,6 +63,10 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
             Ok(u) => u,
             Err(r) => return self.drop_frame(sender, msg_type, FrameDrop::Guard(r), out),
         };
+        // Enrollment frames carry (or certify) their own keys (ES-13.2).
+        if super::enroll::is_enrollment(&repr.body) {
+            return self.on_enrollment_frame(now, repr, bytes, unverified, out);
+        }
         // A gateway-vouched Dust trace is signed by the gateway it names.
         let signer = match &repr.body {
             Body::TraceDeposit(TraceDeposit { vouch: Some(v), .. }) => {
@@ -323,6 +327,15 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
 
         let _ = self.dag_append(&trace, now, out);
         let _ = self.field.deposit(&trace, used_weight, now.unix_s);
+        if let Some((_, s)) = self.subjects.get_mut(i) {
+            // ES-10.4 step 4: the epoch aggregate of accepted traces.
+            let flags = super::batch::anomaly_flags_of(s.record.state());
+            let acc = s.acc.get_or_insert_with(|| crate::settlement::DeviceEpoch::new(sender, t.quantity));
+            if acc.quantity == t.quantity {
+                acc.add(t.reading, t.confidence, used_weight);
+                acc.anomaly_flags |= flags;
+            }
+        }
 
         let profile_sigma = deviation.map_or(0.0, |d| d.total);
         let my_reading = mine.map(|(r, _)| r);
@@ -367,6 +380,16 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
             }
             ConsistencyEvent::Nothing => (deviation_total, deviation_total.map(|d| SubjectEvent::Deviation(sample(d)))),
         };
+        if let Some((_, s)) = self.subjects.get_mut(i) {
+            // The figures a vaccine would carry (ES-2.8): deviating offsets
+            // since the subject was last NORMAL.
+            if s.record.state() == lifecycle::SubjectState::Normal {
+                s.evidence.clear();
+            }
+            if fed_sigma.is_some_and(|x| x >= sigma_tenths(crate::types::SIGMA_PYREXIA)) {
+                s.evidence.record(super::batch::Cause::Spike, vobs.offset);
+            }
+        }
         out.push(Action::Audit(AuditEvent::Trace(TraceAssessment {
             subject: sender,
             quantity: t.quantity,

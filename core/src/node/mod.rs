@@ -19,16 +19,20 @@
 //! presence not counted). Details and pinning tests: `docs/deviations/node.md`.
 
 pub mod action;
+mod batch;
 mod dispatch;
 mod dust;
+mod enroll;
 #[cfg(test)]
 mod tests;
 pub mod timers;
 
 pub use action::{
-    Action, AuditEvent, FrameBuf, FrameDrop, FrameDropCounts, Sink, TraceAssessment, VaccineOutcome, MAX_FRAME,
+    Action, AuditEvent, BatchRefusal, FrameBuf, FrameDrop, FrameDropCounts, Sink, TakeBatchError, TraceAssessment,
+    VaccineOutcome, MAX_FRAME,
 };
 pub use dust::{DustDrop, DustLink};
+pub use enroll::{Authorised, EnrollConfig, EnrollEvent, EnrollRefusal, MAX_MANIFEST};
 pub use timers::{Timer, TimerConfig, TimerTable};
 
 use crate::crypto::{device_id_of, sign_frame, Crypto};
@@ -52,6 +56,13 @@ use crate::wire::{Body, FrameRepr, Version};
 pub const PROFILE_SYNC_EPOCHS: u32 = 10;
 /// Profiles are written to flash every this many epochs (ES-14.3 item 3).
 pub const PROFILE_PERSIST_EPOCHS: u32 = 10;
+/// Default settlement prices: 1 000 units per full-value trace, 1 per
+/// batch byte (ES-6.3 gives no figures).
+pub const DEFAULT_SETTLEMENT: crate::settlement::SettlementParams =
+    crate::settlement::SettlementParams { base_reward: 1_000, bandwidth_cost_per_byte: 1 };
+/// Strength an originated vaccine starts with (full: the origin saw the
+/// attack itself).
+pub const VACCINE_INITIAL_STRENGTH: u8 = 255;
 
 /// The caller's notion of "now".
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -91,7 +102,8 @@ pub enum Role {
     /// A Nano that also wraps its Dust devices' uplinks into signed traces
     /// (ES-16.4).
     Gateway,
-    /// A Full node. Behaves as a Nano here.
+    /// A Full node: behaves as a Nano on the mesh, makes no batches of its
+    /// own, and settles the Nanos' TraceBatches ([`Node::handle_batch`]).
     Full,
 }
 
@@ -133,6 +145,10 @@ pub struct NodeConfig {
     pub dust: Option<DustLink>,
     /// What a gateway's Dust devices measure (put into wrapped traces).
     pub dust_quantity: QuantityType,
+    /// Enrollment (ES-13.2); `None`: enrolled by configuration, not a provisioner.
+    pub enroll: Option<EnrollConfig>,
+    /// Prices a Full node settles batches with (ES-6.2).
+    pub settlement: crate::settlement::SettlementParams,
 }
 
 impl NodeConfig {
@@ -172,6 +188,8 @@ impl Default for NodeConfig {
             battery_level: crate::wire::presence::BATTERY_MAINS,
             dust: None,
             dust_quantity: dust::DEFAULT_DUST_QUANTITY,
+            enroll: None,
+            settlement: DEFAULT_SETTLEMENT,
         }
     }
 }
@@ -196,6 +214,9 @@ pub struct Subject<const N: usize> {
     msgs_epoch: u16,
     rssi: RssiTracker,
     isolated: bool,
+    acc: Option<crate::settlement::DeviceEpoch>,
+    evidence: batch::AttackEvidence,
+    vaccinated: bool,
 }
 
 impl<const N: usize> Subject<N> {
@@ -218,6 +239,11 @@ impl<const N: usize> Subject<N> {
     /// True once the record asked to stop counting it in consensus.
     pub fn is_isolated(&self) -> bool {
         self.isolated
+    }
+    /// True once we originated a vaccine against it in its current
+    /// REJECTION (at most one per rejection).
+    pub fn vaccinated(&self) -> bool {
+        self.vaccinated
     }
 }
 
@@ -255,6 +281,8 @@ pub struct Node<
     vaccines_seen: crate::vaccine::SeenSet,
     dag_synced: DagSynced,
     peers: dispatch::PeerEvidence<N>,
+    enroll: enroll::EnrollState<N>,
+    batches: batch::Outbox<N>,
 }
 
 /// What the node believes krill_dag holds (image plus appended log): the
@@ -326,6 +354,7 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
     /// random so they don't repeat across reboots).
     pub fn new(cfg: NodeConfig, crypto: C, now: Now, first_query_id: u32) -> Self {
         let id = crypto.device_id();
+        let enroll_state = enroll::EnrollState::new(cfg.enroll.as_ref(), now);
         let mut own = NodeLifecycle::new(id, cfg.lifecycle);
         let guards = Guards::new(cfg.guards.clone());
         let quorum = QuorumState::new(now.unix_s, &cfg.quorum);
@@ -366,6 +395,8 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
             vaccines_seen: crate::vaccine::SeenSet::new(),
             dag_synced: DagSynced::default(),
             peers: dispatch::PeerEvidence::default(),
+            enroll: enroll_state,
+            batches: batch::Outbox::new(now.unix_s),
         }
     }
 
@@ -588,7 +619,8 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
     /// The earliest time [`Node::handle_timers`] has work, monotonic ms.
     #[must_use]
     pub fn next_deadline(&self) -> u64 {
-        self.timers.next_deadline()
+        let t = self.timers.next_deadline();
+        self.enroll.deadline().map_or(t, |e| t.min(e))
     }
 
     fn key_of(&self, id: DeviceId) -> Option<PublicKey> {
@@ -617,6 +649,9 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
             msgs_epoch: 0,
             rssi: RssiTracker::new(),
             isolated: false,
+            acc: None,
+            evidence: batch::AttackEvidence::default(),
+            vaccinated: false,
         };
         self.subjects.push((id, s)).ok()?;
         Some(self.subjects.len() - 1)
@@ -639,7 +674,7 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
     }
 
     fn broadcast(&self, body: Body, out: &mut impl Sink) {
-        if self.own.state() == OwnState::Apoptotic {
+        if self.own.state() == OwnState::Apoptotic || !self.enroll.enrolled() {
             return;
         }
         if let Some(f) = self.encode(body) {
@@ -712,6 +747,9 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
                 let n =
                     RejectionNotice { subject_id: subject, reason, deviation_tenths, query_id, timestamp: now.unix_s };
                 self.broadcast(Body::RejectionNotice(n), out);
+                if reason == crate::wire::immune::RejectionReason::InflammationVote {
+                    self.originate_vaccine(subject, now, out);
+                }
             }
             LifecycleAction::IsolateFromConsensus { subject } => {
                 if let Some(i) = self.subject_index(subject) {
@@ -734,6 +772,8 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
                     s.baseline = None;
                     s.isolated = false;
                     s.first_heard_ms = now.mono_ms;
+                    s.evidence.clear();
+                    s.vaccinated = false;
                 }
             }
             LifecycleAction::ForgetSubject { subject } => self.forget(subject),
@@ -815,6 +855,7 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
 
     /// Runs every due timer (ES-10.1, ES-10.2 4b–4i).
     pub fn handle_timers(&mut self, now: Now, rng: &mut impl Rng, out: &mut impl Sink) {
+        self.enroll_poll(now, rng, out);
         for t in self.timers.take_due(now.mono_ms) {
             match t {
                 Timer::SensorRead => out.push(Action::ReadSensor { quantity: self.cfg.quantity }),
@@ -868,6 +909,7 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
     fn epoch_tick(&mut self, now: Now, rng: &mut impl Rng, out: &mut impl Sink) {
         self.epoch = self.epoch.wrapping_add(1);
         self.guards.epoch_tick();
+        self.close_epoch_batches(now, out);
         let mut i = 0;
         while i < self.subjects.len() {
             let draw = (rng.next_u32() & 0xFF) as u8;
@@ -882,6 +924,12 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
                         out.push(Action::Audit(AuditEvent::NkAudit { subject: *id, draw, result }));
                         if let crate::profile::NkAuditResult::DriftDetected { drift_sigma, .. } = result {
                             drift = Some(drift_sigma);
+                            let step = cur.quantity.scale().unit_per_step;
+                            let offset = (cur.value_mean - base.value_mean) / step;
+                            if offset.is_finite() {
+                                let offset = offset.clamp(i32::MIN as f32, i32::MAX as f32) as i32;
+                                s.evidence.record(batch::Cause::Drift, offset);
+                            }
                         }
                     }
                 }
@@ -974,6 +1022,11 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
                 self.feed_subject(i, lifecycle::SubjectEvent::ProfileFrozen, now, out);
             }
             self.feed_subject(i, lifecycle::SubjectEvent::Tick, now, out);
+            if let Some((_, s)) = self.subjects.get_mut(i).filter(|(_, s)| s.record.state() != SubjectState::Rejection)
+            {
+                // The rejection is over: a new one may vaccinate again.
+                s.vaccinated = false;
+            }
             if self.subjects.len() == before {
                 i += 1;
             }

@@ -326,3 +326,58 @@ fn death_certificate_needs_the_key_on_file_and_forgets_the_device() {
         .iter()
         .any(|x| matches!(x, Action::Audit(AuditEvent::Dropped { reason: FrameDrop::UnknownSender, .. }))));
 }
+
+#[test]
+fn attack_evidence_gives_mean_and_spread_of_deviating_offsets() {
+    let mut e = batch::AttackEvidence::default();
+    for off in [3790, 3800, 3810] {
+        e.record(batch::Cause::Spike, off);
+    }
+    let mut twin = e;
+    twin.clear();
+    assert_eq!(twin, batch::AttackEvidence::default());
+    let (mean, std) = e.mean_std_for_test().unwrap();
+    assert_eq!(mean, 3800);
+    assert!((7..=9).contains(&std), "{std}");
+    e.record(batch::Cause::Spike, i32::MIN);
+    assert!(e.mean_std_for_test().is_some(), "extreme offsets saturate, never panic");
+}
+
+#[test]
+fn anomaly_bits_follow_the_record_state() {
+    use crate::lifecycle::SubjectState as S;
+    assert_eq!(batch::anomaly_flags_of(S::Normal), 0);
+    assert_eq!(batch::anomaly_flags_of(S::Pyrexia), 1);
+    assert_eq!(batch::anomaly_flags_of(S::Inflammation), 2);
+    assert_eq!(batch::anomaly_flags_of(S::Rejection), 4);
+    assert_eq!(batch::anomaly_flags_of(S::Quarantine), 4);
+}
+
+#[test]
+fn no_batch_is_pending_before_an_epoch_closes() {
+    let (mut a, _) = pair();
+    let mut buf = [0u8; 4096];
+    assert_eq!(a.take_batch(&mut buf), Err(TakeBatchError::NonePending));
+}
+
+fn full_node() -> Small<crate::crypto::ModeledCrypto> {
+    let auth = ModeledAuthority::new(&[3; 32]);
+    let cfg = NodeConfig { role: Role::Full, ..NodeConfig::default() };
+    let mut f = Node::new(cfg, auth.crypto_for(&Identity::from_seed(&Seed([9; 32]))), Now::new(0, 1_700_000_000), 3);
+    f.register_peer(Identity::from_seed(&Seed([1; 32])).public_key()).unwrap();
+    f
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn batch_junk_is_refused_and_audited_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+        let mut f = full_node();
+        let mut out: heapless::Vec<Action, 4> = heapless::Vec::new();
+        let r = f.handle_batch(Now::new(1_000, 1_700_000_001), &bytes, &mut out);
+        prop_assert!(r.is_err());
+        let refused = matches!(out.first(), Some(Action::Audit(AuditEvent::BatchRefused { .. })));
+        prop_assert!(refused);
+    }
+}
