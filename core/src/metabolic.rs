@@ -5,7 +5,7 @@
 //! Ages are wrap-aware `u32` seconds: a timestamp up to 2³¹ s "in the
 //! future" counts as age 0, never as a huge age or a factor above 1.
 //! A death certificate is accepted only under the dying device's OLD key
-//! (ES-2.9) and, per SPEC-NOTES 32 (`docs/deviations/crypto.md`), with no
+//! (ES-2.9) and, per SPEC-NOTES 32 (`docs/spec-deviations.md`), with no
 //! freshness window: a pre-signed PUF_ANOMALY certificate's timestamp means
 //! "valid since".
 

@@ -3,7 +3,7 @@
 //! expand or contract radio range, frequency and relaying.
 //!
 //! The update is the spec's Euler step with two gaps filled
-//! (`docs/deviations/plane.md`): `bandwidth_saturation()` is an input
+//! (`docs/spec-deviations.md`): `bandwidth_saturation()` is an input
 //! ([`LocalMetrics::bandwidth_saturation`]), and an empty neighbour slice
 //! contributes no diffusion (Laplacian 0) instead of dividing by zero.
 //! NaN in an input is read as 0 and a NaN result keeps the old value, so

@@ -2,7 +2,7 @@
 //!
 //! `estimate_entropy` is the spec's histogram entropy without a `HashMap`:
 //! bin indices go into a bounded stack array, are sorted, and runs are
-//! counted. Three choices the spec leaves open (`docs/deviations/plane.md`):
+//! counted. Three choices the spec leaves open (`docs/spec-deviations.md`):
 //!
 //! - Bins are `floor(reading / width)`, not the spec's truncating `/`,
 //!   which makes bin 0 twice as wide as the others (−w < r < w).

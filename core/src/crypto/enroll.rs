@@ -26,7 +26,7 @@
 //! ephemeral secret, and for a reused ephemeral the nonce still changes
 //! with the time or the epoch. The device's X25519 key is its own HKDF
 //! branch of the seed ([`super::identity`]), so it must reach the
-//! provisioner: ENROLLMENT_REQUEST has to carry it (`docs/deviations/crypto.md`).
+//! provisioner: ENROLLMENT_REQUEST has to carry it (`docs/spec-deviations.md`).
 
 use super::identity::{device_id_of, Identity};
 use super::sign::{verify_frame, Crypto, FrameSigError};

@@ -327,7 +327,7 @@ mod tests {
     }
 
     /// P(a key bit is lost) = P(Binom(128, p) ≥ 64) (ties lost), union over
-    /// 256 bits. Figures in the module doc and `docs/deviations/crypto.md`.
+    /// 256 bits. Figures in the module doc and `docs/spec-deviations.md`.
     fn failure_probability(p: f64) -> f64 {
         let n = REPETITION;
         let mut ln_fact = std::vec![0.0f64; n + 1];

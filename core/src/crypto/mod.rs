@@ -16,7 +16,7 @@
 //!   sealed NetKey of ENROLLMENT_RESPONSE / KEY_ROTATION (ES-13.2).
 //! * [`dust`]: the truncated AES-128-CMAC of Dust frames (ES-13.3).
 //!
-//! Decisions and their tests: `docs/deviations/crypto.md`.
+//! Decisions and their tests: `docs/spec-deviations.md`.
 
 pub mod dust;
 pub mod enroll;

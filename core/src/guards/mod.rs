@@ -3,7 +3,7 @@
 //! Resolves SPEC-NOTES 14 (saturating refill), 15 (limits are config),
 //! 17 (replays 33–223 sequence steps behind), 20 (charge only verified
 //! frames) and the segment-header part of 42. Decisions and the tests that
-//! pin them are in `docs/deviations/guards.md`.
+//! pin them are in `docs/spec-deviations.md`.
 //!
 //! # Dispatch order
 //!

@@ -14,7 +14,7 @@
 //! (SPEC-NOTES 25), and every call returns a [`Step`] with the actions the
 //! caller must carry out and an [`Audit`] saying why, with the figures.
 //!
-//! Resolved here (details and pinning tests in `docs/deviations/lifecycle.md`):
+//! Resolved here (details and pinning tests in `docs/spec-deviations.md`):
 //! SPEC-NOTES 7 (per-subject records, capped weight), 10 (heartbeat timeout
 //! from every state), 11 (neonatal observed time pauses in SOLO), 22 (vote by
 //! query id, distinct non-suspect responders, decided at quorum or timeout,
@@ -165,7 +165,7 @@ pub enum LifecycleAction {
         subject: DeviceId,
     },
     /// Broadcast a DEATH_CERTIFICATE for this node (a pre-signed one for
-    /// `PufAnomaly`, see `docs/deviations/crypto.md` SN-32).
+    /// `PufAnomaly`, see `docs/spec-deviations.md` SN-32).
     BroadcastDeathCertificate(DeathReason),
     /// Stop transmitting for good (no certificate can be sent).
     GoSilent,

@@ -6,7 +6,7 @@
 //!   force during it (the one reported at the previous tick) was not SOLO;
 //!   the node becomes NORMAL when the credit reaches the neonatal duration.
 //! - SPEC-NOTES 32: PUF_FAIL broadcasts the pre-signed certificate if one is
-//!   stored, otherwise the node goes silent (`docs/deviations/crypto.md`).
+//!   stored, otherwise the node goes silent (`docs/spec-deviations.md`).
 //! - ES-10.2 4b sends `DEVIATION(3.0)` into the node's own machine for an
 //!   impossible own reading, which ES-3.1 would turn into an inflammation
 //!   query about itself. Instead, [`SENSOR_FAULT_LIMIT`] consecutive
@@ -17,7 +17,7 @@
 //!   i.e. no energy to send one) is checked in every live state.
 //! - ES-14.3 boot step 3: [`NodeLifecycle::restore`] rebuilds the machine from
 //!   a [`PersistedState`], with a defined outcome for every stored code (see
-//!   `docs/deviations/lifecycle.md`, "ES-14.3 — own lifecycle restore").
+//!   `docs/spec-deviations.md`, "ES-14.3 — own lifecycle restore").
 
 use super::{AnyState, LifecycleAction, Reason, Step, Timers, NEONATAL_WEIGHT, NORMAL_WEIGHT};
 use crate::persist::{lifecycle_code as lc, PersistedState};

@@ -8,7 +8,7 @@
 //! [`DeviceEpoch`] aggregates and announces each batch with
 //! [`Action::SubmitBatch`]; the caller pulls the signed bytes into its own
 //! buffer with [`Node::take_batch`]. Rules and pinning tests:
-//! `docs/deviations/node.md`.
+//! `docs/spec-deviations.md`.
 
 use super::action::{Action, AuditEvent, BatchRefusal, Sink, TakeBatchError};
 use super::{FrameBuf, Node, Now, Role, MAX_FRAME, VACCINE_INITIAL_STRENGTH};

@@ -17,7 +17,7 @@
 //! entries; NK_AUDIT_REQUEST is answered from our own profile of the
 //! subject; a DEATH_CERTIFICATE passes `metabolic::plan_death`; REJECTION_NOTICEs
 //! naming us quarantine us only from a majority of distinct live neighbours.
-//! Rules and pinning tests: `docs/deviations/node.md`.
+//! Rules and pinning tests: `docs/spec-deviations.md`.
 
 use super::action::{Action, AuditEvent, FrameDrop, NkRefusal, PeerEvent, Sink, TraceAssessment, VaccineOutcome};
 use super::{sync_time, Node, Now};

@@ -16,7 +16,7 @@
 //! (receiver clock for DAG and field), 20 (dispatch order, in
 //! [`dispatch`]), 25, 26 (deviation before the trace joins the profile,
 //! same-quantity own reading, `|t_theirs − t_mine|`) and 33 (relayed
-//! presence not counted). Details and pinning tests: `docs/deviations/node.md`.
+//! presence not counted). Details and pinning tests: `docs/spec-deviations.md`.
 
 pub mod action;
 mod batch;
@@ -409,7 +409,7 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
     /// stored (SPEC-NOTES 7). The own lifecycle continues from `state`
     /// ([`NodeLifecycle::restore`]); `profiles` (the krill_profiles image)
     /// rebuild the subjects, see [`Node::stored_profiles`] and
-    /// `docs/deviations/node.md` for what comes back.
+    /// `docs/spec-deviations.md` for what comes back.
     pub fn restore(
         cfg: NodeConfig,
         crypto: C,

@@ -26,7 +26,7 @@
 //! Field layouts are fixed and little-endian; see [`PersistedState`],
 //! [`MetaRecord`], [`StoredProfile`] and the partition tables
 //! [`ESP32_C3_LAYOUT`] / [`NRF52840_LAYOUT`]. Decisions and their tests:
-//! `docs/deviations/persist.md`.
+//! `docs/spec-deviations.md`.
 
 pub mod flash;
 pub mod store;
@@ -300,7 +300,7 @@ impl MetaRecord {
 
 /// One persisted profile: the subject, what it measures, its mode and the
 /// PROFILE_SYNC summary (ES-14.3 item 3 as the summary, not the whole
-/// profile; see `docs/deviations/persist.md`).
+/// profile; see `docs/spec-deviations.md`).
 ///
 /// Layout (134 bytes, LE): 0 `device` [8] · 8 quantity code · 9 mode
 /// (0 Learning, 1 Running, 2 Frozen) · 10 `profile_version` u32 ·

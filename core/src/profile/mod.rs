@@ -4,7 +4,7 @@
 //! A [`BehavioralProfile`] describes one monitored device measuring one
 //! quantity. The spec gives an update rule only for the value mean, variance
 //! and histogram; SPEC-NOTES 29 asks for the rest, so every statistic here has
-//! one (all in `docs/deviations/profile.md`):
+//! one (all in `docs/spec-deviations.md`):
 //! - Every statistic is an exponentially weighted mean (and, where kept, a
 //!   population variance) with sample weight `α`. A [`ProfileMode::Learning`]
 //!   profile (the self-signature built during neonatal) uses `α = 1/n`, which

@@ -732,7 +732,7 @@ mod test {
     }
 
     /// Semtech AN1200.13 time on air in µs, to pin the figures of
-    /// `docs/deviations/dust.md` (explicit header, payload CRC on).
+    /// `docs/spec-deviations.md` (explicit header, payload CRC on).
     fn lora_airtime_us(payload: u32, sf: u32, bw_hz: u32, cr: u32, preamble: u32) -> u64 {
         let t_sym_us = (1u64 << sf) * 1_000_000 / bw_hz as u64;
         let de = if sf >= 11 && bw_hz == 125_000 { 1 } else { 0 };
