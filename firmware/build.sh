@@ -5,6 +5,9 @@
 # Installs the packages it needs when missing. Exits non-zero on any failure.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
+# Cargo finds `.cargo/config.toml` (linker, runner) from the working
+# directory, not from --manifest-path.
+cd "$here"
 
 need=()
 [ -x /usr/bin/rustc ] || need+=(rustc-web)
