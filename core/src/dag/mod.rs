@@ -60,6 +60,20 @@ pub struct Trace {
 }
 
 impl Trace {
+    /// The DAG content of a TRACE_DEPOSIT body from `device`.
+    pub fn from_deposit(device: DeviceId, t: &crate::wire::TraceDeposit) -> Self {
+        Trace {
+            device,
+            timestamp: t.timestamp,
+            quantity: t.quantity,
+            reading: t.reading,
+            confidence: t.confidence,
+            weight: t.weight,
+            seq: t.seq,
+            prev_hash: t.prev_hash,
+        }
+    }
+
     /// Length of [`Trace::hash_input`].
     pub const HASH_INPUT_LEN: usize = 22;
 

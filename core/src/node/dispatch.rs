@@ -259,16 +259,7 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
         kind: SubjectKind,
         out: &mut impl Sink,
     ) {
-        let trace = Trace {
-            device: sender,
-            timestamp: t.timestamp,
-            quantity: t.quantity,
-            reading: t.reading,
-            confidence: t.confidence,
-            weight: t.weight,
-            seq: t.seq,
-            prev_hash: t.prev_hash,
-        };
+        let trace = Trace::from_deposit(sender, t);
         let Some(i) = self.subject_slot(sender, kind, now) else {
             // No room to assess it: keep it out of the field rather than
             // trusting its own claim (SPEC-NOTES 7).

@@ -830,16 +830,7 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
             vouch: None,
         };
         self.broadcast(Body::TraceDeposit(t), out);
-        let trace = crate::dag::Trace {
-            device: self.id,
-            timestamp: t.timestamp,
-            quantity,
-            reading,
-            confidence: t.confidence,
-            weight,
-            seq,
-            prev_hash,
-        };
+        let trace = crate::dag::Trace::from_deposit(self.id, &t);
         let _ = self.dag_append(&trace, now, out);
         let _ = self.field.deposit(&trace, weight, now.unix_s);
     }
