@@ -1,5 +1,12 @@
-//! KRILL simulator and CLI support. This scope: the conformance
-//! vector runner and the frame codec behind `krill vectors/decode/encode`.
+//! KRILL simulator and CLI support: the conformance vector runner, the frame
+//! codec, and the deterministic discrete-event mesh simulator.
 
 pub mod codec;
+pub mod engine;
+pub mod firmware;
+pub mod radio;
+pub mod rng;
+pub mod scenario;
+pub mod sim;
 pub mod vectors;
+pub mod world;

@@ -563,6 +563,12 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
         self.keys.push((id, key)).map_err(|_| NodeError::KeyTableFull)
     }
 
+    /// The pheromone field's view of `quantity` now (ES-4.5 `query_field`):
+    /// the local consensus a display, an actuator or a simulator reads.
+    pub fn query_field(&mut self, quantity: QuantityType, now: Now) -> crate::field::FieldQuery {
+        self.field.query(quantity, now.unix_s)
+    }
+
     /// This node's id.
     pub fn id(&self) -> DeviceId {
         self.id

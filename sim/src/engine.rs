@@ -1,0 +1,649 @@
+//! The discrete-event engine: integer µs time, a total and stable event
+//! order, and conservative parallel rounds in the manner of Shadow.
+//!
+//! Every event carries a key `(time, class, node, seq)`; `seq` is handed out
+//! when an event enters the queue, in a fixed order, so the order of events
+//! never depends on a hash, a thread or the wall clock. A round takes every
+//! event that is earlier than `first + lookahead`: no node can affect
+//! another inside that window (the lookahead is the smallest latency of any
+//! link), so the nodes of a round run in parallel on a rayon pool and their
+//! outputs are merged at the barrier in node order. With a zero lookahead a
+//! round is every event of the earliest `(time, class)`; an event for
+//! another node at the same time must then use a later class (a delivery
+//! after the tick that caused it). The same events come out in the same
+//! order whatever the thread count.
+
+use std::collections::BinaryHeap;
+
+/// Simulated time, µs.
+pub type Micros = u64;
+
+/// Bits of the packed key given to each part.
+const TIME_BITS: u32 = 48;
+const CLASS_BITS: u32 = 8;
+const NODE_BITS: u32 = 24;
+const SEQ_BITS: u32 = 48;
+
+/// Latest time the engine can represent (≈ 8.9 years).
+pub const MAX_TIME: Micros = (1 << TIME_BITS) - 1;
+/// Largest number of nodes.
+pub const MAX_NODES: usize = 1 << NODE_BITS;
+
+/// Why the engine refused to go on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EngineError {
+    /// An event was scheduled before the event being handled.
+    #[error("node {node} scheduled an event at {at} µs (class {class}) while handling {now} µs: that is in the past")]
+    Past {
+        /// The scheduling node.
+        node: u32,
+        /// Its current time.
+        now: Micros,
+        /// The requested time.
+        at: Micros,
+        /// The requested class.
+        class: u8,
+    },
+    /// An event for another node fell inside the current round's window,
+    /// i.e. a link is faster than the engine's lookahead.
+    #[error(
+        "node {from} scheduled an event for node {to} at {at} µs, inside the round ending at {bound} µs: \
+         a link is faster than the lookahead"
+    )]
+    InsideLookahead {
+        /// The scheduling node.
+        from: u32,
+        /// The target node.
+        to: u32,
+        /// The requested time.
+        at: Micros,
+        /// The round's exclusive bound.
+        bound: Micros,
+    },
+    /// A time beyond [`MAX_TIME`].
+    #[error("time {0} µs is beyond the engine's range")]
+    TimeOverflow(Micros),
+    /// A node index beyond the node table.
+    #[error("node {0} does not exist")]
+    NoSuchNode(u32),
+    /// More events than the sequence field can number.
+    #[error("event sequence exhausted")]
+    SequenceExhausted,
+}
+
+/// A packed `(time, class, node, seq)`; comparing the integers compares the
+/// tuples.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct EventKey(u128);
+
+impl EventKey {
+    fn new(time: Micros, class: u8, node: u32, seq: u64) -> Self {
+        EventKey(
+            (u128::from(time) << (CLASS_BITS + NODE_BITS + SEQ_BITS))
+                | (u128::from(class) << (NODE_BITS + SEQ_BITS))
+                | (u128::from(node) << SEQ_BITS)
+                | u128::from(seq),
+        )
+    }
+
+    /// The event's time.
+    pub fn time(self) -> Micros {
+        (self.0 >> (CLASS_BITS + NODE_BITS + SEQ_BITS)) as Micros
+    }
+
+    /// The event's class.
+    pub fn class(self) -> u8 {
+        (self.0 >> (NODE_BITS + SEQ_BITS)) as u8
+    }
+
+    /// The node that handles it.
+    pub fn node(self) -> u32 {
+        ((self.0 >> SEQ_BITS) & ((1 << NODE_BITS) - 1)) as u32
+    }
+
+    /// `(time, class)` as one comparable number.
+    fn time_class(self) -> u64 {
+        (self.0 >> (NODE_BITS + SEQ_BITS)) as u64
+    }
+}
+
+fn time_class(time: Micros, class: u8) -> u64 {
+    (time << CLASS_BITS) | u64::from(class)
+}
+
+struct Entry<E> {
+    key: EventKey,
+    ev: E,
+}
+
+impl<E> PartialEq for Entry<E> {
+    fn eq(&self, other: &Self) -> bool {
+        self.key == other.key
+    }
+}
+impl<E> Eq for Entry<E> {}
+impl<E> PartialOrd for Entry<E> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl<E> Ord for Entry<E> {
+    /// Reversed: the heap's top is the earliest key.
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        other.key.cmp(&self.key)
+    }
+}
+
+/// An event produced during a round, queued at the barrier.
+struct Out<E> {
+    time: Micros,
+    class: u8,
+    node: u32,
+    ev: E,
+}
+
+/// What the model sees while handling one event of one node.
+pub struct Ctx<'a, E> {
+    node: u32,
+    now: Micros,
+    class: u8,
+    /// Exclusive `(time, class)` bound of the round.
+    bound: u64,
+    bound_time: Micros,
+    out: &'a mut Vec<Out<E>>,
+    local: &'a mut BinaryHeap<Entry<E>>,
+    local_seq: &'a mut u64,
+}
+
+impl<E> Ctx<'_, E> {
+    /// The node handling the event.
+    pub fn node(&self) -> u32 {
+        self.node
+    }
+
+    /// The event's time.
+    pub fn now(&self) -> Micros {
+        self.now
+    }
+
+    /// Earliest time an event for another node may be scheduled from this
+    /// round (the round's end).
+    pub fn round_end(&self) -> Micros {
+        self.bound_time
+    }
+
+    /// Schedules `ev` for `node` at `at` in `class`. Events for the own node
+    /// may fall inside the round (they run in it); events for other nodes
+    /// must fall at or after the round's end.
+    pub fn schedule(&mut self, at: Micros, class: u8, node: u32, ev: E) -> Result<(), EngineError> {
+        if at > MAX_TIME {
+            return Err(EngineError::TimeOverflow(at));
+        }
+        let tc = time_class(at, class);
+        if tc < time_class(self.now, self.class) {
+            return Err(EngineError::Past { node: self.node, now: self.now, at, class });
+        }
+        if tc < self.bound {
+            if node != self.node {
+                return Err(EngineError::InsideLookahead { from: self.node, to: node, at, bound: self.bound_time });
+            }
+            // Local events sort after every queued event of the same
+            // (time, class): they were created later.
+            let seq = (1 << (SEQ_BITS - 1)) | *self.local_seq;
+            *self.local_seq += 1;
+            self.local.push(Entry { key: EventKey::new(at, class, node, seq), ev });
+            return Ok(());
+        }
+        self.out.push(Out { time: at, class, node, ev });
+        Ok(())
+    }
+}
+
+/// A simulation: per-node state plus a handler, shared read-only by the
+/// threads of a round.
+pub trait Model: Sync {
+    /// One node's mutable state.
+    type Node: Send;
+    /// An event's payload.
+    type Event: Send;
+    /// Handles one event of one node.
+    fn handle(&self, ctx: &mut Ctx<'_, Self::Event>, node: &mut Self::Node, ev: Self::Event)
+        -> Result<(), EngineError>;
+}
+
+/// Counters of the engine's own work.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    /// Events handled.
+    pub events: u64,
+    /// Rounds run.
+    pub rounds: u64,
+    /// Rounds whose nodes ran on the thread pool.
+    pub parallel_rounds: u64,
+}
+
+/// Fewest events in a round before it is worth handing to the pool.
+const PARALLEL_MIN_EVENTS: usize = 16;
+
+/// The engine: a model, its nodes and the event queue.
+pub struct Engine<M: Model> {
+    model: M,
+    nodes: Vec<M::Node>,
+    heap: BinaryHeap<Entry<M::Event>>,
+    seq: u64,
+    lookahead: Micros,
+    pool: Option<rayon::ThreadPool>,
+    stats: EngineStats,
+    now: Micros,
+    batch: Vec<Entry<M::Event>>,
+    out: Vec<Out<M::Event>>,
+    local: BinaryHeap<Entry<M::Event>>,
+}
+
+impl<M: Model> Engine<M> {
+    /// An engine over `nodes`, with the given lookahead and thread count
+    /// (1 = no pool).
+    pub fn new(model: M, nodes: Vec<M::Node>, lookahead: Micros, threads: usize) -> Result<Self, EngineError> {
+        if nodes.len() > MAX_NODES {
+            return Err(EngineError::NoSuchNode(nodes.len() as u32));
+        }
+        let pool = if threads > 1 { rayon::ThreadPoolBuilder::new().num_threads(threads).build().ok() } else { None };
+        Ok(Engine {
+            model,
+            nodes,
+            heap: BinaryHeap::new(),
+            seq: 0,
+            lookahead,
+            pool,
+            stats: EngineStats::default(),
+            now: 0,
+            batch: Vec::new(),
+            out: Vec::new(),
+            local: BinaryHeap::new(),
+        })
+    }
+
+    /// The model.
+    pub fn model(&self) -> &M {
+        &self.model
+    }
+
+    /// The model, mutably (between runs only).
+    pub fn model_mut(&mut self) -> &mut M {
+        &mut self.model
+    }
+
+    /// The nodes.
+    pub fn nodes(&self) -> &[M::Node] {
+        &self.nodes
+    }
+
+    /// The nodes, mutably (between runs only).
+    pub fn nodes_mut(&mut self) -> &mut [M::Node] {
+        &mut self.nodes
+    }
+
+    /// Takes the model and nodes back.
+    pub fn into_parts(self) -> (M, Vec<M::Node>) {
+        (self.model, self.nodes)
+    }
+
+    /// The engine's counters.
+    pub fn stats(&self) -> EngineStats {
+        self.stats
+    }
+
+    /// Time of the last handled event.
+    pub fn now(&self) -> Micros {
+        self.now
+    }
+
+    /// Events waiting.
+    pub fn pending(&self) -> usize {
+        self.heap.len()
+    }
+
+    /// Queues an event from outside the model (initial events, injected
+    /// faults). It may not lie before the last handled event.
+    pub fn schedule(&mut self, at: Micros, class: u8, node: u32, ev: M::Event) -> Result<(), EngineError> {
+        if at > MAX_TIME {
+            return Err(EngineError::TimeOverflow(at));
+        }
+        if at < self.now {
+            return Err(EngineError::Past { node, now: self.now, at, class });
+        }
+        if node as usize >= self.nodes.len() {
+            return Err(EngineError::NoSuchNode(node));
+        }
+        self.push(at, class, node, ev)
+    }
+
+    fn push(&mut self, at: Micros, class: u8, node: u32, ev: M::Event) -> Result<(), EngineError> {
+        if self.seq >= (1 << (SEQ_BITS - 1)) {
+            return Err(EngineError::SequenceExhausted);
+        }
+        let key = EventKey::new(at, class, node, self.seq);
+        self.seq += 1;
+        self.heap.push(Entry { key, ev });
+        Ok(())
+    }
+
+    /// Time of the earliest waiting event.
+    pub fn next_time(&self) -> Option<Micros> {
+        self.heap.peek().map(|e| e.key.time())
+    }
+
+    /// Runs every event at or before `end`.
+    pub fn run_until(&mut self, end: Micros) -> Result<(), EngineError> {
+        while self.round(end)? {}
+        Ok(())
+    }
+
+    /// Runs one round; false when nothing is due by `end`.
+    pub fn round(&mut self, end: Micros) -> Result<bool, EngineError> {
+        let Some(first) = self.heap.peek().map(|e| e.key) else { return Ok(false) };
+        if first.time() > end {
+            return Ok(false);
+        }
+        let (bound, bound_time) = if self.lookahead > 0 {
+            let t = first.time().saturating_add(self.lookahead).min(end.saturating_add(1));
+            (time_class(t, 0), t)
+        } else {
+            (first.time_class() + 1, first.time())
+        };
+        let mut batch = std::mem::take(&mut self.batch);
+        while let Some(top) = self.heap.peek() {
+            if top.key.time_class() >= bound {
+                break;
+            }
+            if let Some(e) = self.heap.pop() {
+                batch.push(e);
+            }
+        }
+        self.stats.rounds += 1;
+        self.stats.events += batch.len() as u64;
+        // The heap yields keys in order; nodes' events must be contiguous.
+        batch.sort_unstable_by_key(|e| (e.key.node(), e.key));
+        let parallel = self.pool.is_some() && batch.len() >= PARALLEL_MIN_EVENTS;
+        let result = if parallel {
+            self.stats.parallel_rounds += 1;
+            self.run_parallel(&mut batch, bound, bound_time)
+        } else {
+            self.run_sequential(&mut batch, bound, bound_time)
+        };
+        self.batch = batch;
+        self.now = self.now.max(first.time());
+        result?;
+        let mut out = std::mem::take(&mut self.out);
+        let mut result = Ok(true);
+        for o in out.drain(..) {
+            if o.node as usize >= self.nodes.len() {
+                result = Err(EngineError::NoSuchNode(o.node));
+                break;
+            }
+            if let Err(e) = self.push(o.time, o.class, o.node, o.ev) {
+                result = Err(e);
+                break;
+            }
+        }
+        out.clear();
+        self.out = out;
+        result
+    }
+
+    fn run_sequential(
+        &mut self,
+        batch: &mut Vec<Entry<M::Event>>,
+        bound: u64,
+        bound_time: Micros,
+    ) -> Result<(), EngineError> {
+        let mut events = batch.drain(..).peekable();
+        while let Some(first) = events.next() {
+            let node_idx = first.key.node();
+            let Some(node) = self.nodes.get_mut(node_idx as usize) else {
+                return Err(EngineError::NoSuchNode(node_idx));
+            };
+            let mut pending = Some(first);
+            let mut local_seq = 0;
+            loop {
+                let next = match (pending.take(), self.local.peek()) {
+                    (Some(p), Some(l)) if l.key < p.key => {
+                        pending = Some(p);
+                        self.local.pop()
+                    }
+                    (Some(p), _) => Some(p),
+                    (None, Some(_)) => self.local.pop(),
+                    (None, None) => None,
+                };
+                let Some(e) = next else { break };
+                let mut ctx = Ctx {
+                    node: node_idx,
+                    now: e.key.time(),
+                    class: e.key.class(),
+                    bound,
+                    bound_time,
+                    out: &mut self.out,
+                    local: &mut self.local,
+                    local_seq: &mut local_seq,
+                };
+                self.model.handle(&mut ctx, node, e.ev)?;
+                if pending.is_none() && events.peek().is_some_and(|n| n.key.node() == node_idx) {
+                    pending = events.next();
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn run_parallel(
+        &mut self,
+        batch: &mut Vec<Entry<M::Event>>,
+        bound: u64,
+        bound_time: Micros,
+    ) -> Result<(), EngineError> {
+        struct Work<'a, N, E> {
+            node_idx: u32,
+            node: &'a mut N,
+            events: Vec<Entry<E>>,
+            out: Vec<Out<E>>,
+            result: Result<(), EngineError>,
+        }
+        let mut work: Vec<Work<'_, M::Node, M::Event>> = Vec::new();
+        let mut rest: &mut [M::Node] = &mut self.nodes;
+        let mut base = 0usize;
+        for e in batch.drain(..) {
+            let idx = e.key.node() as usize;
+            if let Some(w) = work.last_mut() {
+                if w.node_idx as usize == idx {
+                    w.events.push(e);
+                    continue;
+                }
+            }
+            let tail = std::mem::take(&mut rest);
+            let Some((node, after)) = tail.get_mut(idx - base..).and_then(|s| s.split_first_mut()) else {
+                return Err(EngineError::NoSuchNode(idx as u32));
+            };
+            rest = after;
+            base = idx + 1;
+            work.push(Work { node_idx: idx as u32, node, events: vec![e], out: Vec::new(), result: Ok(()) });
+        }
+        let model = &self.model;
+        let run = |w: &mut Work<'_, M::Node, M::Event>| {
+            let mut local: BinaryHeap<Entry<M::Event>> = BinaryHeap::new();
+            let mut local_seq = 0;
+            let mut queued = std::mem::take(&mut w.events).into_iter().peekable();
+            loop {
+                let take_local = match (queued.peek(), local.peek()) {
+                    (Some(q), Some(l)) => l.key < q.key,
+                    (None, Some(_)) => true,
+                    (_, None) => false,
+                };
+                let next = if take_local { local.pop() } else { queued.next() };
+                let Some(e) = next else { break };
+                let mut ctx = Ctx {
+                    node: w.node_idx,
+                    now: e.key.time(),
+                    class: e.key.class(),
+                    bound,
+                    bound_time,
+                    out: &mut w.out,
+                    local: &mut local,
+                    local_seq: &mut local_seq,
+                };
+                if let Err(err) = model.handle(&mut ctx, w.node, e.ev) {
+                    w.result = Err(err);
+                    return;
+                }
+            }
+        };
+        match &self.pool {
+            Some(pool) => pool.install(|| {
+                use rayon::prelude::*;
+                work.par_iter_mut().for_each(run);
+            }),
+            None => work.iter_mut().for_each(run),
+        }
+        for w in work {
+            w.result?;
+            self.out.extend(w.out);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Ring model of the engine bench: each tick re-arms itself 1 s later
+    /// and delivers to the next `k` nodes at the same time (class 1).
+    struct Ring {
+        n: u32,
+        k: u32,
+        latency: Micros,
+    }
+
+    #[derive(Default)]
+    struct RingNode {
+        ticks: u64,
+        received: u64,
+        /// A running digest of what was received, in order.
+        digest: u64,
+    }
+
+    enum RingEv {
+        Tick,
+        Msg(u32),
+    }
+
+    impl Model for Ring {
+        type Node = RingNode;
+        type Event = RingEv;
+        fn handle(&self, ctx: &mut Ctx<'_, RingEv>, node: &mut RingNode, ev: RingEv) -> Result<(), EngineError> {
+            match ev {
+                RingEv::Tick => {
+                    node.ticks += 1;
+                    ctx.schedule(ctx.now() + 1_000_000, 0, ctx.node(), RingEv::Tick)?;
+                    for j in 1..=self.k {
+                        let to = (ctx.node() + j) % self.n;
+                        ctx.schedule(ctx.now() + self.latency, 1, to, RingEv::Msg(ctx.node()))?;
+                    }
+                }
+                RingEv::Msg(from) => {
+                    node.received += 1;
+                    node.digest = node.digest.wrapping_mul(1_000_003).wrapping_add(u64::from(from) ^ ctx.now());
+                }
+            }
+            Ok(())
+        }
+    }
+
+    fn ring(n: u32, latency: Micros, threads: usize) -> Engine<Ring> {
+        let nodes = (0..n).map(|_| RingNode::default()).collect();
+        let mut e = Engine::new(Ring { n, k: 8, latency }, nodes, latency, threads).unwrap();
+        for i in 0..n {
+            e.schedule(u64::from(i) * 1_000_000 / u64::from(n), 0, i, RingEv::Tick).unwrap();
+        }
+        e
+    }
+
+    #[test]
+    fn key_packs_in_tuple_order() {
+        let a = EventKey::new(5, 1, 7, 3);
+        assert_eq!((a.time(), a.class(), a.node()), (5, 1, 7));
+        assert!(EventKey::new(5, 1, 7, 3) < EventKey::new(5, 1, 8, 0));
+        assert!(EventKey::new(5, 1, 9, 9) < EventKey::new(5, 2, 0, 0));
+        assert!(EventKey::new(5, 9, 9, 9) < EventKey::new(6, 0, 0, 0));
+    }
+
+    #[test]
+    fn zero_lookahead_ring_counts_every_tick_and_delivery() {
+        let mut e = ring(100, 0, 1);
+        e.run_until(10_000_000 - 1).unwrap();
+        let ticks: u64 = e.nodes().iter().map(|n| n.ticks).sum();
+        let recv: u64 = e.nodes().iter().map(|n| n.received).sum();
+        assert_eq!(ticks, 1_000);
+        assert_eq!(recv, 8_000);
+        assert_eq!(e.stats().events, 9_000);
+    }
+
+    #[test]
+    fn thread_count_does_not_change_results() {
+        let digests = |threads| {
+            let mut e = ring(300, 2_000, threads);
+            e.run_until(5_000_000).unwrap();
+            (e.nodes().iter().map(|n| (n.ticks, n.received, n.digest)).collect::<Vec<_>>(), e.stats().events)
+        };
+        let one = digests(1);
+        assert_eq!(one, digests(2));
+        assert_eq!(one, digests(4));
+        assert!(one.1 > 10_000);
+    }
+
+    #[test]
+    fn scheduling_into_the_past_or_inside_the_window_is_an_error() {
+        struct Bad(u8);
+        impl Model for Bad {
+            type Node = ();
+            type Event = ();
+            fn handle(&self, ctx: &mut Ctx<'_, ()>, _: &mut (), _: ()) -> Result<(), EngineError> {
+                match self.0 {
+                    0 => ctx.schedule(ctx.now() - 1, 0, 0, ()),
+                    _ => ctx.schedule(ctx.now() + 10, 0, 1, ()),
+                }
+            }
+        }
+        let mut e = Engine::new(Bad(0), vec![(), ()], 100, 1).unwrap();
+        e.schedule(50, 0, 0, ()).unwrap();
+        assert!(matches!(e.run_until(1_000), Err(EngineError::Past { at: 49, .. })));
+        let mut e = Engine::new(Bad(1), vec![(), ()], 100, 1).unwrap();
+        e.schedule(50, 0, 0, ()).unwrap();
+        assert!(matches!(e.run_until(1_000), Err(EngineError::InsideLookahead { to: 1, at: 60, .. })));
+        let mut e = Engine::new(Bad(0), vec![()], 100, 1).unwrap();
+        e.schedule(50, 0, 0, ()).unwrap();
+        e.run_until(1_000).unwrap_err();
+        assert!(matches!(e.schedule(10, 0, 0, ()), Err(EngineError::Past { .. })));
+        assert!(matches!(e.schedule(60, 0, 3, ()), Err(EngineError::NoSuchNode(3))));
+    }
+
+    #[test]
+    fn own_events_inside_the_window_run_in_the_same_round_in_order() {
+        struct Chain;
+        impl Model for Chain {
+            type Node = Vec<Micros>;
+            type Event = ();
+            fn handle(&self, ctx: &mut Ctx<'_, ()>, n: &mut Vec<Micros>, _: ()) -> Result<(), EngineError> {
+                n.push(ctx.now());
+                if n.len() < 5 {
+                    ctx.schedule(ctx.now() + 10, 0, ctx.node(), ())?;
+                }
+                Ok(())
+            }
+        }
+        let mut e = Engine::new(Chain, vec![Vec::new()], 1_000, 1).unwrap();
+        e.schedule(0, 0, 0, ()).unwrap();
+        e.run_until(10_000).unwrap();
+        assert_eq!(e.nodes()[0], vec![0, 10, 20, 30, 40]);
+        assert_eq!(e.stats().rounds, 1);
+    }
+}

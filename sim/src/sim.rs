@@ -1,0 +1,810 @@
+//! A scenario as an engine model: each node is a [`Firmware`] with a clock,
+//! a sensor and its random streams; frames travel through the radio model;
+//! faults and samples are events. A run is a pure function of (scenario,
+//! seed, firmware kind, code): the thread count changes only the speed.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use krill_core::crypto::{Crypto, Identity, ModeledAuthority, RealCrypto, Seed};
+use krill_core::lifecycle::{AnyState, OwnState, SubjectState};
+use krill_core::node::{Action, AuditEvent, DustLink, NodeConfig, Now, Role};
+use krill_core::types::PublicKey;
+use krill_core::types::{DeviceId, QuantityType};
+
+use crate::engine::{Ctx, Engine, EngineError, EngineStats, Micros, Model};
+use crate::firmware::{BaselineFirmware, CoreFirmware, Firmware};
+use crate::radio::{lora_sf12_airtime_us, Radio};
+use crate::rng::{Purpose, SimRng};
+use crate::scenario::{CryptoMode, FaultKind, Layout, NodeClass, Quantity, Scenario, Start};
+use crate::world::{Sensor, World};
+
+/// The simulator's Nano: the ES-1.2 capacities.
+pub type SimNano<C> = CoreFirmware<
+    C,
+    { krill_core::types::MAX_NEIGHBORS },
+    { krill_core::types::MAX_DAG_ENTRIES },
+    { krill_core::guards::GUARD_DEVICES },
+    { krill_core::guards::RATE_BUCKETS },
+>;
+/// The simulator's Dust device: the core's Dust-sized capacities.
+pub type SimDust<C> = CoreFirmware<C, 1, { krill_core::types::MAX_DAG_ENTRIES_DUST }, 2, 8>;
+
+/// Unix time at simulation start (the start of warm-up), s.
+pub const UNIX0: u32 = 1_750_000_000;
+/// Latency of a Nano→Full TCP batch upload, µs.
+const BATCH_LATENCY_US: u64 = 50_000;
+/// Largest boot stagger, µs: nodes do not power on in the same instant.
+const BOOT_STAGGER_US: u64 = 5_000_000;
+/// Drop audits kept per node (all are counted).
+const MAX_DROP_AUDITS: usize = 200;
+
+/// Event classes, in the order events of the same µs run.
+mod class {
+    pub const FAULT: u8 = 0;
+    pub const SAMPLE: u8 = 1;
+    pub const WAKE: u8 = 2;
+    pub const DELIVERY: u8 = 3;
+}
+
+/// Which firmware the nodes run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+pub enum FirmwareKind {
+    /// `krill-core`'s node with the immune system.
+    Core,
+    /// No immune system: trusts every trace, plain weighted mean.
+    Baseline,
+}
+
+/// Everything that happens to a node.
+pub enum SimEvent {
+    /// The firmware's timer deadline.
+    Wake,
+    /// A BLE frame arrives.
+    Frame {
+        /// The bytes, shared by every delivery of one transmission.
+        bytes: Arc<[u8]>,
+        /// Received power.
+        rssi: i8,
+        /// The physical transmitter.
+        from: u32,
+    },
+    /// A LoRa uplink reaches a gateway.
+    Uplink {
+        /// The bytes.
+        bytes: Arc<[u8]>,
+    },
+    /// A TraceBatch reaches a Full node.
+    Batch {
+        /// The bytes.
+        bytes: Arc<[u8]>,
+    },
+    /// Take a time-series sample.
+    Sample,
+    /// A fault hits the node.
+    Fault(FaultKind),
+    /// The node comes back after a crash.
+    PowerOn,
+}
+
+/// One device's simulation state.
+pub struct SimNode {
+    fw: Box<dyn Firmware>,
+    rng: SimRng,
+    radio_rng: SimRng,
+    sensor: Sensor,
+    quantity: Quantity,
+    boot_us: Micros,
+    /// Own clock error: offset µs, drift ppm.
+    clock_offset_us: i64,
+    drift_ppm: f64,
+    wake_at: Option<Micros>,
+    alive: bool,
+    dead: bool,
+    out: Vec<Action>,
+    /// End of the LoRa off-time after the last uplink.
+    lora_free_at: Micros,
+    /// What this node saw and did.
+    pub log: NodeLog,
+}
+
+/// Per-node results.
+#[derive(Clone, Debug, Default)]
+pub struct NodeLog {
+    /// Broadcasts and unicasts sent, by message type.
+    pub sent: BTreeMap<u8, u64>,
+    /// Frames delivered to it.
+    pub received: u64,
+    /// Of those, sent by an honest transmitter.
+    pub honest_received: u64,
+    /// Of those, dropped.
+    pub honest_dropped: u64,
+    /// Drops by reason.
+    pub drops: BTreeMap<String, u64>,
+    /// Dust uplinks refused by the duty cycle.
+    pub duty_cycle_blocked: u64,
+    /// LoRa airtime used, µs.
+    pub lora_airtime_us: u64,
+    /// BLE airtime used, µs.
+    pub ble_airtime_us: u64,
+    /// Audit events kept, with their simulation time.
+    pub audits: Vec<(Micros, AuditEvent)>,
+    /// Subject lifecycle transitions: (time, subject, to).
+    pub transitions: Vec<(Micros, DeviceId, SubjectState)>,
+    /// Samples: (time, |consensus − truth| or NaN, own state).
+    pub samples: Vec<(Micros, f32, OwnState)>,
+    drop_audits: usize,
+}
+
+/// Static facts about a node.
+#[derive(Clone, Debug)]
+pub struct NodeInfo {
+    /// Index.
+    pub index: u32,
+    /// Device id.
+    pub id: DeviceId,
+    /// Class.
+    pub class: NodeClass,
+    /// Quantity.
+    pub quantity: Quantity,
+    /// Position, m.
+    pub pos: (f64, f64),
+    /// Zone index.
+    pub zone: Option<usize>,
+    /// True if some attack runs on it.
+    pub attacker: bool,
+}
+
+/// The model the engine drives.
+pub struct SimModel {
+    radio: Radio,
+    world: World,
+    info: Vec<NodeInfo>,
+    by_id: HashMap<DeviceId, u32>,
+    gateways: Vec<u32>,
+    fulls: Vec<u32>,
+    warmup_us: Micros,
+    sample_us: Micros,
+    end_us: Micros,
+    duty_cycle: f64,
+    partitions: Vec<(f64, Micros, Micros)>,
+}
+
+/// A node's "now": monotonic since its boot, Unix from its own clock.
+fn node_now(n: &SimNode, t: Micros) -> Now {
+    let mono_ms = t.saturating_sub(n.boot_us) / 1_000;
+    let drift = (t as f64 * n.drift_ppm * 1e-6) as i64;
+    let wall_us = (t as i64 + n.clock_offset_us + drift).max(0) as u64;
+    Now {
+        mono_ms,
+        unix_s: UNIX0.wrapping_add((wall_us / 1_000_000) as u32),
+        unix_subsec_ms: ((wall_us / 1_000) % 1_000) as u16,
+    }
+}
+
+impl SimModel {
+    /// Scenario time (s after warm-up) of simulation time `t`.
+    pub fn scenario_s(&self, t: Micros) -> f64 {
+        (t as f64 - self.warmup_us as f64) / 1e6
+    }
+
+    /// Static node facts.
+    pub fn info(&self) -> &[NodeInfo] {
+        &self.info
+    }
+
+    /// The world.
+    pub fn world(&self) -> &World {
+        &self.world
+    }
+
+    /// The radio.
+    pub fn radio(&self) -> &Radio {
+        &self.radio
+    }
+
+    /// Warm-up length, µs.
+    pub fn warmup_us(&self) -> Micros {
+        self.warmup_us
+    }
+
+    fn partitioned(&self, t: Micros, a: u32, b: u32) -> bool {
+        let pa = self.info[a as usize].pos.0;
+        let pb = self.info[b as usize].pos.0;
+        self.partitions.iter().any(|&(x, from, to)| t >= from && t < to && (pa - x) * (pb - x) < 0.0)
+    }
+
+    fn schedule_wake(&self, ctx: &mut Ctx<'_, SimEvent>, n: &mut SimNode) -> Result<(), EngineError> {
+        if !n.alive {
+            return Ok(());
+        }
+        let d = n.fw.next_deadline_ms();
+        let at = n.boot_us.saturating_add(d.saturating_mul(1_000)).max(ctx.now());
+        if at > self.end_us {
+            n.wake_at = None;
+            return Ok(());
+        }
+        if n.wake_at != Some(at) {
+            n.wake_at = Some(at);
+            ctx.schedule(at, class::WAKE, ctx.node(), SimEvent::Wake)?;
+        }
+        Ok(())
+    }
+
+    /// Carries out the actions in `n.out` (and those they cause).
+    fn execute(&self, ctx: &mut Ctx<'_, SimEvent>, n: &mut SimNode) -> Result<(), EngineError> {
+        let me = ctx.node();
+        let t = ctx.now();
+        let mut i = 0;
+        while i < n.out.len() {
+            let a = std::mem::replace(&mut n.out[i], Action::PersistProfiles);
+            i += 1;
+            match a {
+                Action::Broadcast(f) => self.transmit(ctx, n, &f, None)?,
+                Action::Unicast { dest, frame } => {
+                    if let Some(&to) = self.by_id.get(&dest) {
+                        self.transmit(ctx, n, &frame, Some(to))?;
+                    }
+                }
+                Action::ReadSensor { quantity } => {
+                    let info = &self.info[me as usize];
+                    let truth = self.world.truth(n.quantity, info.pos.0, info.pos.1, self.scenario_s(t));
+                    let value = n.sensor.sample(truth);
+                    let reading = Sensor::quantise(n.quantity, value);
+                    let now = node_now(n, t);
+                    let mut more = Vec::new();
+                    n.fw.handle_reading(now, quantity, reading, &mut more);
+                    n.out.extend(more);
+                }
+                Action::ClockOffset { offset_ms, .. } => n.clock_offset_us += offset_ms * 1_000,
+                Action::LoraUplink(f) => {
+                    let air = lora_sf12_airtime_us(f.len());
+                    // ES-12.4: 1 % duty cycle, enforced per device as the
+                    // off-time after each transmission.
+                    if t < n.lora_free_at {
+                        n.log.duty_cycle_blocked += 1;
+                        continue;
+                    }
+                    n.log.lora_airtime_us += air;
+                    n.lora_free_at = t + (air as f64 / self.duty_cycle) as u64;
+                    *n.log.sent.entry(0xD0).or_default() += 1;
+                    let bytes: Arc<[u8]> = Arc::from(&f[..]);
+                    let lat = self.radio.min_latency_us() + air;
+                    for g in self.radio.lora_receivers(me, &self.gateways) {
+                        if !self.partitioned(t, me, g) {
+                            ctx.schedule(t + lat, class::DELIVERY, g, SimEvent::Uplink { bytes: bytes.clone() })?;
+                        }
+                    }
+                }
+                Action::SubmitBatch { len, .. } => {
+                    let mut buf = vec![0u8; len];
+                    if let Some(k) = n.fw.take_batch(&mut buf) {
+                        buf.truncate(k);
+                        let bytes: Arc<[u8]> = Arc::from(buf);
+                        *n.log.sent.entry(0x71).or_default() += 1;
+                        for &f in &self.fulls {
+                            if f != me {
+                                let at = t + BATCH_LATENCY_US.max(self.radio.min_latency_us());
+                                ctx.schedule(at, class::DELIVERY, f, SimEvent::Batch { bytes: bytes.clone() })?;
+                            }
+                        }
+                    }
+                }
+                Action::Audit(e) => n.record_audit(t, e),
+                Action::PersistState(_)
+                | Action::PersistDagAppend(_)
+                | Action::PersistDagCompact
+                | Action::PersistProfiles
+                | Action::Lifecycle(_)
+                | Action::NetworkKey { .. } => {}
+            }
+        }
+        n.out.clear();
+        Ok(())
+    }
+
+    fn transmit(
+        &self,
+        ctx: &mut Ctx<'_, SimEvent>,
+        n: &mut SimNode,
+        frame: &[u8],
+        only: Option<u32>,
+    ) -> Result<(), EngineError> {
+        let me = ctx.node();
+        let t = ctx.now();
+        if let Some(&ty) = frame.get(3) {
+            *n.log.sent.entry(ty).or_default() += 1;
+        }
+        n.log.ble_airtime_us += crate::radio::ble_airtime_us(frame.len());
+        let bytes: Arc<[u8]> = Arc::from(frame);
+        let lat = self.radio.ble_latency_us(frame.len(), &mut n.radio_rng);
+        for link in self.radio.links(me) {
+            if only.is_some_and(|o| o != link.to) || self.partitioned(t, me, link.to) {
+                continue;
+            }
+            if let Some(rssi) = self.radio.receive(link, frame.len(), &mut n.radio_rng) {
+                let ev = SimEvent::Frame { bytes: bytes.clone(), rssi, from: me };
+                ctx.schedule(t + lat, class::DELIVERY, link.to, ev)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl SimNode {
+    fn record_audit(&mut self, t: Micros, e: AuditEvent) {
+        match e {
+            AuditEvent::Dropped { reason, .. } => {
+                *self.log.drops.entry(drop_name(&reason)).or_default() += 1;
+                if self.log.drop_audits >= MAX_DROP_AUDITS {
+                    return;
+                }
+                self.log.drop_audits += 1;
+            }
+            AuditEvent::Trace(a) if a.fed_sigma < 1.0 => return,
+            AuditEvent::Lifecycle(a) => {
+                if let AnyState::Subject(to) = a.to {
+                    if a.to != a.from {
+                        self.log.transitions.push((t, a.subject, to));
+                    }
+                }
+            }
+            _ => {}
+        }
+        self.log.audits.push((t, e));
+    }
+}
+
+/// A drop reason's stable name (CSV column, summary key).
+pub fn drop_name(d: &krill_core::node::FrameDrop) -> String {
+    use krill_core::node::FrameDrop as F;
+    match d {
+        F::Decode(_) => "decode".into(),
+        F::OwnEcho => "own_echo".into(),
+        F::Guard(g) => format!("guard_{}", format!("{g:?}").to_lowercase()),
+        F::UnknownSender => "unknown_sender".into(),
+        F::BadSignature => "bad_signature".into(),
+        F::NotServed => "not_served".into(),
+    }
+}
+
+impl Model for SimModel {
+    type Node = SimNode;
+    type Event = SimEvent;
+
+    fn handle(&self, ctx: &mut Ctx<'_, SimEvent>, n: &mut SimNode, ev: SimEvent) -> Result<(), EngineError> {
+        let t = ctx.now();
+        match ev {
+            SimEvent::Wake => {
+                if n.wake_at != Some(t) || !n.alive {
+                    return Ok(());
+                }
+                n.wake_at = None;
+                let now = node_now(n, t);
+                n.fw.handle_timers(now, &mut n.rng, &mut n.out);
+            }
+            SimEvent::Frame { bytes, rssi, from } => {
+                if !n.alive {
+                    return Ok(());
+                }
+                n.log.received += 1;
+                let honest = !self.info[from as usize].attacker;
+                let now = node_now(n, t);
+                n.fw.handle_frame(now, &bytes, rssi, 0, &mut n.out);
+                if honest {
+                    n.log.honest_received += 1;
+                    if n.out.iter().any(|a| matches!(a, Action::Audit(AuditEvent::Dropped { .. }))) {
+                        n.log.honest_dropped += 1;
+                    }
+                }
+            }
+            SimEvent::Uplink { bytes } => {
+                if !n.alive {
+                    return Ok(());
+                }
+                let now = node_now(n, t);
+                n.fw.handle_uplink(now, &bytes, &mut n.out);
+            }
+            SimEvent::Batch { bytes } => {
+                if !n.alive {
+                    return Ok(());
+                }
+                let now = node_now(n, t);
+                n.fw.handle_batch(now, &bytes, &mut n.out);
+            }
+            SimEvent::Sample => {
+                if t + self.sample_us <= self.end_us {
+                    ctx.schedule(t + self.sample_us, class::SAMPLE, ctx.node(), SimEvent::Sample)?;
+                }
+                let info = &self.info[ctx.node() as usize];
+                let err = if n.alive && matches!(info.class, NodeClass::Nano | NodeClass::Gateway | NodeClass::Full) {
+                    let now = node_now(n, t);
+                    let truth = self.world.truth(n.quantity, info.pos.0, info.pos.1, self.scenario_s(t));
+                    let q: QuantityType = n.quantity.core();
+                    n.fw.consensus(q, now).map_or(f32::NAN, |c| (f64::from(q.to_value(c as i16)) - truth).abs() as f32)
+                } else {
+                    f32::NAN
+                };
+                let state = if n.alive { n.fw.own_state() } else { OwnState::Offline };
+                n.log.samples.push((t, err, state));
+                return Ok(());
+            }
+            SimEvent::Fault(kind) => match kind {
+                FaultKind::Crash { down_s, .. } => {
+                    n.alive = false;
+                    n.wake_at = None;
+                    let back = t.saturating_add(down_s.saturating_mul(1_000_000));
+                    if back <= self.end_us && !n.dead {
+                        ctx.schedule(back, class::FAULT, ctx.node(), SimEvent::PowerOn)?;
+                    }
+                }
+                FaultKind::BatteryDepletion { .. } => {
+                    n.alive = false;
+                    n.dead = true;
+                    n.wake_at = None;
+                }
+                FaultKind::ClockStep { step_ms, .. } => n.clock_offset_us += step_ms * 1_000,
+                FaultKind::Partition { .. } | FaultKind::FlashCorruption { .. } => {}
+            },
+            SimEvent::PowerOn => {
+                if !n.dead {
+                    n.alive = true;
+                }
+            }
+        }
+        self.execute(ctx, n)?;
+        self.schedule_wake(ctx, n)
+    }
+}
+
+/// A scenario ready to run.
+pub struct Simulation {
+    engine: Engine<SimModel>,
+    end_us: Micros,
+    /// Scenario seed.
+    pub seed: u64,
+    /// Firmware in use.
+    pub firmware: FirmwareKind,
+}
+
+/// Why a simulation could not be built or run.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    /// The engine refused an event.
+    #[error("engine: {0}")]
+    Engine(#[from] EngineError),
+    /// The scenario asks for something the simulator cannot build.
+    #[error("{0}")]
+    Setup(String),
+}
+
+fn positions(s: &Scenario, seed: u64) -> Vec<(f64, f64, NodeClass, Quantity)> {
+    let mut rng = SimRng::stream(seed, Purpose::Placement, 0);
+    let mut v = Vec::new();
+    for p in &s.nodes {
+        match &p.layout {
+            Layout::Grid { rows, cols, spacing_m, origin } => {
+                for r in 0..*rows {
+                    for c in 0..*cols {
+                        v.push((
+                            origin.0 + f64::from(c) * spacing_m,
+                            origin.1 + f64::from(r) * spacing_m,
+                            p.class,
+                            p.quantity,
+                        ));
+                    }
+                }
+            }
+            Layout::Random { count, region } => {
+                let r = region.unwrap_or(crate::scenario::Rect {
+                    x0: 0.0,
+                    y0: 0.0,
+                    x1: s.area.width_m,
+                    y1: s.area.height_m,
+                });
+                for _ in 0..*count {
+                    v.push((rng.range(r.x0, r.x1), rng.range(r.y0, r.y1), p.class, p.quantity));
+                }
+            }
+            Layout::Explicit(ps) => v.extend(ps.iter().map(|&(x, y)| (x, y, p.class, p.quantity))),
+        }
+    }
+    v
+}
+
+/// Builds the firmware of every node, its keys registered at every node it
+/// may hear from.
+enum Keys {
+    Modeled(ModeledAuthority),
+    Real,
+}
+
+impl Simulation {
+    /// Builds a scenario for one seed. Run it on a thread with a large
+    /// stack: an ES-1.2 Nano is half a megabyte.
+    pub fn new(s: &Scenario, seed: u64, firmware: FirmwareKind, threads: usize) -> Result<Simulation, SimError> {
+        let warmup_us = s.warmup_s() * 1_000_000;
+        let end_us = warmup_us + s.duration_s * 1_000_000;
+        let world = World::new(&s.world);
+        let placed = positions(s, seed);
+        let n = placed.len();
+        let keys = match s.crypto {
+            CryptoMode::Modeled => Keys::Modeled(ModeledAuthority::new(&seed_bytes(seed, 0xA11))),
+            CryptoMode::Real => Keys::Real,
+        };
+        let mut cfg_base = NodeConfig::default();
+        if let Some(v) = s.timers.sensor_read_ms {
+            cfg_base.timers.sensor_read_ms = v;
+        }
+        if let Some(v) = s.timers.presence_pulse_ms {
+            cfg_base.timers.presence_pulse_ms = v;
+        }
+        if let Some(v) = s.timers.heartbeat_ms {
+            cfg_base.timers.heartbeat_ms = v;
+        }
+        cfg_base.environment = s.radio.environment.core();
+        cfg_base.tx_power_dbm = s.radio.tx_power_dbm.round().clamp(-40.0, 20.0) as i8;
+        if let Start::Warm { warmup_s } = s.start {
+            // Neonatal periods end shortly before t = 0 so profiles are frozen
+            // from the benign warm-up.
+            let neo = (warmup_s * 1_000).saturating_sub(BOOT_STAGGER_US / 1_000 + 60_000).max(60_000);
+            cfg_base.lifecycle.neonatal_duration_ms = neo;
+            cfg_base.subject_neonatal_ms = neo;
+        }
+        let attackers: Vec<u32> = s
+            .attacks
+            .iter()
+            .flat_map(|a| {
+                let mut v = vec![a.node];
+                if let crate::scenario::AttackKind::Collusion { members, .. } = &a.kind {
+                    v.extend(members);
+                }
+                v
+            })
+            .collect();
+
+        let mut identities = Vec::with_capacity(n);
+        for i in 0..n {
+            identities.push(Identity::from_seed(&Seed(seed_bytes(seed, i as u64 + 1))));
+        }
+        let make_crypto = |i: usize| -> Box<dyn CryptoBox> {
+            match &keys {
+                Keys::Modeled(a) => Box::new(a.crypto_for(&identities[i])),
+                Keys::Real => Box::new(RealCrypto::new(&identities[i])),
+            }
+        };
+        let pos_only: Vec<(f64, f64)> = placed.iter().map(|p| (p.0, p.1)).collect();
+        let tx: Vec<f64> = vec![s.radio.tx_power_dbm; n];
+        let radio = Radio::new(&s.radio, &world, &pos_only, &tx, seed);
+        let gateways: Vec<u32> = (0..n as u32).filter(|&i| placed[i as usize].2 == NodeClass::Gateway).collect();
+        let fulls: Vec<u32> = (0..n as u32).filter(|&i| placed[i as usize].2 == NodeClass::Full).collect();
+
+        let mut nodes: Vec<SimNode> = Vec::with_capacity(n);
+        let mut info = Vec::with_capacity(n);
+        let mut by_id = HashMap::with_capacity(n);
+        let mut dust_of_gateway: BTreeMap<u32, Vec<(u32, DeviceId)>> = BTreeMap::new();
+        for i in 0..n {
+            let (x, y, class, quantity) = placed[i];
+            let mut jitter = SimRng::stream(seed, Purpose::Jitter, i as u32);
+            let boot_us = jitter.below(BOOT_STAGGER_US);
+            let mut cfg = cfg_base.clone();
+            cfg.quantity = quantity.core();
+            cfg.role = match class {
+                NodeClass::Nano => Role::Nano,
+                NodeClass::Gateway => Role::Gateway,
+                NodeClass::Full => Role::Full,
+                NodeClass::Dust => Role::Dust,
+            };
+            let now = Now::new(0, UNIX0);
+            let id = identities[i].device_id();
+            let fw: Box<dyn Firmware> = match (firmware, class) {
+                (FirmwareKind::Baseline, _) => make_crypto(i).baseline(&cfg, now),
+                (FirmwareKind::Core, NodeClass::Dust) => {
+                    let gw = radio.lora_receivers(i as u32, &gateways).into_iter().next();
+                    let key = krill_core::gateway::DustKey(
+                        seed_bytes(seed ^ 0xD057, i as u64)[..16].try_into().unwrap_or([0; 16]),
+                    );
+                    let short_id = match gw {
+                        Some(g) => {
+                            dust_of_gateway.entry(g).or_default().push((i as u32, id));
+                            (dust_of_gateway[&g].len()) as u16
+                        }
+                        None => 0,
+                    };
+                    let mut dcfg = NodeConfig::dust(DustLink { short_id, key });
+                    dcfg.timers.sensor_read_ms = s.timers.sensor_read_ms.unwrap_or(60_000);
+                    dcfg.quantity = quantity.core();
+                    make_crypto(i).dust(dcfg, now, i as u32)
+                }
+                (FirmwareKind::Core, _) => make_crypto(i).nano(cfg, now, i as u32),
+            };
+            let mut bias_rng = SimRng::stream(seed, Purpose::Bias, i as u32);
+            let sensor = Sensor::new(&world, quantity, &mut bias_rng, SimRng::stream(seed, Purpose::Sensor, i as u32));
+            let mut clock = SimRng::stream(seed, Purpose::Clock, i as u32);
+            let clock_offset_us = (clock.normal() * 200_000.0) as i64;
+            let drift_ppm = clock.normal() * 20.0;
+            by_id.insert(id, i as u32);
+            info.push(NodeInfo {
+                index: i as u32,
+                id,
+                class,
+                quantity,
+                pos: (x, y),
+                zone: world.zone_of(x, y),
+                attacker: attackers.contains(&(i as u32)),
+            });
+            nodes.push(SimNode {
+                fw,
+                rng: SimRng::stream(seed, Purpose::Firmware, i as u32),
+                radio_rng: SimRng::stream(seed, Purpose::Radio, i as u32),
+                sensor,
+                quantity,
+                boot_us,
+                clock_offset_us,
+                drift_ppm,
+                wake_at: None,
+                alive: true,
+                dead: false,
+                out: Vec::new(),
+                log: NodeLog::default(),
+                lora_free_at: 0,
+            });
+        }
+        // Keys: every node knows the keys of the nodes it can hear (its
+        // deployment's enrolled neighbours), up to its table size.
+        let pubkeys: Vec<PublicKey> = identities.iter().map(|id| id.public_key()).collect();
+        // Gateways and Full nodes first, then the strongest links: a Nano's
+        // key table holds MAX_NEIGHBORS keys (ES-1.2).
+        for i in 0..n {
+            let mut links: Vec<&crate::radio::Link> = radio.links(i as u32).iter().collect();
+            links.sort_by(|a, b| b.mean_rssi.total_cmp(&a.mean_rssi).then(a.to.cmp(&b.to)));
+            let mut heard: Vec<u32> = fulls.iter().chain(&gateways).copied().collect();
+            heard.extend(links.iter().map(|l| l.to));
+            let mut seen = std::collections::BTreeSet::new();
+            for j in heard {
+                if j as usize != i && seen.insert(j) {
+                    nodes[i].fw.register_peer(pubkeys[j as usize]);
+                }
+            }
+        }
+        for (g, dusts) in &dust_of_gateway {
+            for (d, _) in dusts {
+                let key = krill_core::gateway::DustKey(
+                    seed_bytes(seed ^ 0xD057, u64::from(*d))[..16].try_into().unwrap_or([0; 16]),
+                );
+                nodes[*g as usize].fw.register_dust(info[*d as usize].id, key);
+            }
+            // Mesh neighbours of the gateway accept its vouched traces.
+            for l in radio.links(*g) {
+                for (_, did) in dusts {
+                    nodes[l.to as usize].fw.register_dust_served(*did, info[*g as usize].id);
+                }
+            }
+        }
+        let partitions = s
+            .faults
+            .iter()
+            .filter_map(|f| match f.kind {
+                FaultKind::Partition { x, duration_s } => {
+                    let from = warmup_us + f.at_s * 1_000_000;
+                    Some((x, from, from + duration_s * 1_000_000))
+                }
+                _ => None,
+            })
+            .collect();
+        let model = SimModel {
+            radio,
+            world,
+            info,
+            by_id,
+            gateways,
+            fulls,
+            warmup_us,
+            sample_us: s.sample_interval_s * 1_000_000,
+            end_us,
+            duty_cycle: s.radio.lora_duty_cycle,
+            partitions,
+        };
+        let lookahead = model.radio.min_latency_us().min(BATCH_LATENCY_US);
+        let mut engine = Engine::new(model, nodes, lookahead, threads)?;
+        for i in 0..n {
+            let boot = engine.nodes()[i].boot_us;
+            let first = boot + engine.nodes()[i].fw.next_deadline_ms() * 1_000;
+            engine.nodes_mut()[i].wake_at = Some(first);
+            engine.schedule(first, class::WAKE, i as u32, SimEvent::Wake)?;
+            engine.schedule(warmup_us, class::SAMPLE, i as u32, SimEvent::Sample)?;
+        }
+        for f in &s.faults {
+            let at = warmup_us + f.at_s * 1_000_000;
+            let node = match f.kind {
+                FaultKind::Crash { node, .. }
+                | FaultKind::ClockStep { node, .. }
+                | FaultKind::FlashCorruption { node, .. }
+                | FaultKind::BatteryDepletion { node } => node,
+                FaultKind::Partition { .. } => continue,
+            };
+            if at <= end_us {
+                engine.schedule(at, class::FAULT, node, SimEvent::Fault(f.kind.clone()))?;
+            }
+        }
+        Ok(Simulation { engine, end_us, seed, firmware })
+    }
+
+    /// Runs to the end, calling `progress(done, total)` now and then (µs).
+    pub fn run(&mut self, mut progress: impl FnMut(Micros, Micros)) -> Result<(), SimError> {
+        let step = (self.end_us / 200).max(1_000_000);
+        let mut t = 0;
+        while t < self.end_us {
+            t = (t + step).min(self.end_us);
+            self.engine.run_until(t)?;
+            progress(t, self.end_us);
+        }
+        Ok(())
+    }
+
+    /// The model.
+    pub fn model(&self) -> &SimModel {
+        self.engine.model()
+    }
+
+    /// The nodes.
+    pub fn nodes(&self) -> &[SimNode] {
+        self.engine.nodes()
+    }
+
+    /// Engine counters.
+    pub fn stats(&self) -> EngineStats {
+        self.engine.stats()
+    }
+
+    /// End of the run, µs.
+    pub fn end_us(&self) -> Micros {
+        self.end_us
+    }
+
+    /// What `monitor` holds about `subject` now.
+    pub fn view(&self, monitor: u32, subject: u32) -> Option<SubjectState> {
+        let id = self.model().info.get(subject as usize)?.id;
+        self.nodes().get(monitor as usize)?.fw.subject_state(id)
+    }
+
+    /// The own state of every node now.
+    pub fn own_states(&self) -> Vec<OwnState> {
+        self.nodes().iter().map(|n| if n.alive { n.fw.own_state() } else { OwnState::Offline }).collect()
+    }
+}
+
+impl SimNode {
+    /// What this node saw and did.
+    pub fn log(&self) -> &NodeLog {
+        &self.log
+    }
+}
+
+fn seed_bytes(seed: u64, index: u64) -> [u8; 32] {
+    let mut input = [0u8; 24];
+    input[..8].copy_from_slice(&seed.to_le_bytes());
+    input[8..16].copy_from_slice(&index.to_le_bytes());
+    input[16..].copy_from_slice(b"krillsim");
+    krill_core::crypto::blake2s256(&input)
+}
+
+/// A crypto that can build each firmware type (object-safe over the
+/// concrete `Crypto`s).
+trait CryptoBox {
+    fn nano(self: Box<Self>, cfg: NodeConfig, now: Now, q: u32) -> Box<dyn Firmware>;
+    fn dust(self: Box<Self>, cfg: NodeConfig, now: Now, q: u32) -> Box<dyn Firmware>;
+    fn baseline(self: Box<Self>, cfg: &NodeConfig, now: Now) -> Box<dyn Firmware>;
+}
+
+impl<C: Crypto + Send + 'static> CryptoBox for C {
+    fn nano(self: Box<Self>, cfg: NodeConfig, now: Now, q: u32) -> Box<dyn Firmware> {
+        Box::new(SimNano::new(cfg, *self, now, q))
+    }
+    fn dust(self: Box<Self>, cfg: NodeConfig, now: Now, q: u32) -> Box<dyn Firmware> {
+        Box::new(SimDust::new(cfg, *self, now, q))
+    }
+    fn baseline(self: Box<Self>, cfg: &NodeConfig, now: Now) -> Box<dyn Firmware> {
+        Box::new(BaselineFirmware::new(cfg, *self, now))
+    }
+}
