@@ -44,6 +44,16 @@ pub trait Firmware: Send {
     fn register_dust(&mut self, _device: DeviceId, _key: krill_core::gateway::DustKey) {}
     /// Accepts `gateway`'s vouched traces for `dust`.
     fn register_dust_served(&mut self, _dust: DeviceId, _gateway: DeviceId) {}
+    /// Power came back after a crash: boot again from whatever the flash
+    /// holds (ES-14.3). Returns a one-line account of what was restored.
+    fn reboot(&mut self, _now: Now) -> Result<String, String> {
+        Err("this firmware keeps no flash; it restarts empty".into())
+    }
+    /// Flips `bytes` random bytes of the persisted flash; returns how many
+    /// were flipped.
+    fn corrupt_flash(&mut self, _rng: &mut SimRng, _bytes: u32) -> u32 {
+        0
+    }
 }
 
 /// `krill-core`'s node. `N`, `D`, `G`, `B` are the node's capacities.

@@ -1,6 +1,7 @@
 //! KRILL simulator and CLI support: the conformance vector runner, the frame
 //! codec, and the deterministic discrete-event mesh simulator.
 
+pub mod attack;
 pub mod codec;
 pub mod engine;
 pub mod firmware;

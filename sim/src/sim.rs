@@ -133,6 +133,8 @@ pub struct NodeLog {
     pub transitions: Vec<(Micros, DeviceId, SubjectState)>,
     /// Samples: (time, |consensus − truth| or NaN, own state).
     pub samples: Vec<(Micros, f32, OwnState)>,
+    /// Reboots: (time, what the firmware restored, or why it could not).
+    pub reboots: Vec<(Micros, Result<String, String>)>,
     drop_audits: usize,
 }
 
@@ -444,12 +446,27 @@ impl Model for SimModel {
                     n.wake_at = None;
                 }
                 FaultKind::ClockStep { step_ms, .. } => n.clock_offset_us += step_ms * 1_000,
-                FaultKind::Partition { .. } | FaultKind::FlashCorruption { .. } => {}
+                FaultKind::FlashCorruption { bytes, .. } => {
+                    // The corruption is found at the next boot: power-cycle now.
+                    n.fw.corrupt_flash(&mut n.rng, bytes);
+                    n.alive = false;
+                    n.wake_at = None;
+                    if !n.dead {
+                        ctx.schedule(t + 1_000_000, class::FAULT, ctx.node(), SimEvent::PowerOn)?;
+                    }
+                }
+                FaultKind::Partition { .. } => {}
             },
             SimEvent::PowerOn => {
-                if !n.dead {
-                    n.alive = true;
+                if n.dead {
+                    return Ok(());
                 }
+                n.alive = true;
+                // The board's monotonic clock restarts at power-on.
+                n.boot_us = t;
+                let now = node_now(n, t);
+                let r = n.fw.reboot(now);
+                n.log.reboots.push((t, r));
             }
         }
         self.execute(ctx, n)?;
@@ -573,6 +590,14 @@ impl Simulation {
                 Keys::Real => Box::new(RealCrypto::new(&identities[i])),
             }
         };
+        let ids: Arc<Vec<DeviceId>> = Arc::new(identities.iter().map(|id| id.device_id()).collect());
+        let crypto_for: crate::attack::CryptoFor = match &keys {
+            Keys::Modeled(a) => {
+                let a = a.clone();
+                Arc::new(move |id: &Identity| Box::new(a.crypto_for(id)) as Box<dyn crate::attack::DynCrypto>)
+            }
+            Keys::Real => Arc::new(|id: &Identity| Box::new(RealCrypto::new(id)) as Box<dyn crate::attack::DynCrypto>),
+        };
         let pos_only: Vec<(f64, f64)> = placed.iter().map(|p| (p.0, p.1)).collect();
         let tx: Vec<f64> = vec![s.radio.tx_power_dbm; n];
         let radio = Radio::new(&s.radio, &world, &pos_only, &tx, seed);
@@ -617,6 +642,31 @@ impl Simulation {
                     make_crypto(i).dust(dcfg, now, i as u32)
                 }
                 (FirmwareKind::Core, _) => make_crypto(i).nano(cfg, now, i as u32),
+            };
+            let mine: Vec<crate::scenario::Attack> = s
+                .attacks
+                .iter()
+                .filter(|a| {
+                    a.node == i as u32
+                        || matches!(&a.kind, crate::scenario::AttackKind::Collusion { members, .. } if members.contains(&(i as u32)))
+                })
+                .cloned()
+                .collect();
+            let fw = if mine.is_empty() {
+                fw
+            } else {
+                let env = crate::attack::AttackEnv {
+                    node: i as u32,
+                    id,
+                    quantity,
+                    warmup_us,
+                    boot_us,
+                    seed,
+                    crypto: make_crypto(i).into_crypto(),
+                    ids: ids.clone(),
+                    crypto_for: crypto_for.clone(),
+                };
+                crate::attack::wrap(fw, &mine, env)
             };
             let mut bias_rng = SimRng::stream(seed, Purpose::Bias, i as u32);
             let sensor = Sensor::new(&world, quantity, &mut bias_rng, SimRng::stream(seed, Purpose::Sensor, i as u32));
@@ -795,6 +845,7 @@ trait CryptoBox {
     fn nano(self: Box<Self>, cfg: NodeConfig, now: Now, q: u32) -> Box<dyn Firmware>;
     fn dust(self: Box<Self>, cfg: NodeConfig, now: Now, q: u32) -> Box<dyn Firmware>;
     fn baseline(self: Box<Self>, cfg: &NodeConfig, now: Now) -> Box<dyn Firmware>;
+    fn into_crypto(self: Box<Self>) -> Box<dyn crate::attack::DynCrypto>;
 }
 
 impl<C: Crypto + Send + 'static> CryptoBox for C {
@@ -806,5 +857,8 @@ impl<C: Crypto + Send + 'static> CryptoBox for C {
     }
     fn baseline(self: Box<Self>, cfg: &NodeConfig, now: Now) -> Box<dyn Firmware> {
         Box::new(BaselineFirmware::new(cfg, *self, now))
+    }
+    fn into_crypto(self: Box<Self>) -> Box<dyn crate::attack::DynCrypto> {
+        self
     }
 }
