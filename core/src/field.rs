@@ -296,10 +296,14 @@ impl<const N: usize> PheromoneField<N> {
 
     /// Changes the decay rate (ES-10.2 4d maps quorum modes to λ). O(n):
     /// the running sums are recomputed. The new cutoff applies from the
-    /// next deposit or query on.
+    /// next deposit or query on. The rate in use again is O(1): a node
+    /// re-applies its quorum mode's λ at every quorum update.
     pub fn set_lambda(&mut self, lambda: f32) -> Result<(), LambdaError> {
         if !lambda.is_finite() || lambda <= 0.0 {
             return Err(LambdaError::NotPositiveFinite);
+        }
+        if lambda == self.lambda {
+            return Ok(());
         }
         self.lambda = lambda;
         self.max_age = max_age_for(lambda);
@@ -499,15 +503,31 @@ impl<const N: usize> PheromoneField<N> {
             a.count = 0;
             a.weighted = 0;
         }
+        // The same sums as `add_to_sums(i, 1.0)` per entry, but entries
+        // are in time order, so neighbours share timestamps: one `exp` per
+        // distinct timestamp instead of one per entry (this rebase runs at
+        // every quorum update and was a fifth of a simulated Nano's time).
+        let mut cached: Option<(Timestamp, f64)> = None;
         let mut cur = self.head;
         while cur != NIL {
             let s = self.slots[cur as usize];
+            let factor = match cached {
+                Some((t, f)) if t == s.timestamp => f,
+                _ => {
+                    let f = self.factor(s.timestamp);
+                    cached = Some((s.timestamp, f));
+                    f
+                }
+            };
+            let w = s.w();
+            let f = factor * w;
             let a = &mut self.acc[s.quantity as usize];
             a.count += 1;
-            if s.w() > 0.0 {
+            if w > 0.0 {
                 a.weighted += 1;
             }
-            self.add_to_sums(cur, 1.0);
+            a.sum_w += f;
+            a.sum_wr += f * s.reading as f64;
             cur = s.next;
         }
         self.removals = 0;
@@ -961,6 +981,44 @@ mod tests {
         assert_eq!(q.range, Some((30, 50)));
         // (50·e^{-λ·3} + 30·e^{-λ}) / Σ = 39.99…, truncated like the spec.
         assert_eq!(q.consensus_value, Some(39));
+    }
+
+    #[test]
+    fn rebase_sums_are_bit_identical_to_one_exp_per_entry() {
+        let mut f = PheromoneField::<64>::new();
+        for i in 0..60u16 {
+            let q = if i % 3 == 0 { QuantityType::Humidity } else { QuantityType::Temperature };
+            let t =
+                trace((i % 7) as u8, q, 2000 + (i * 37 % 500) as Reading, T0 + u32::from(i / 4), (i * 41 % 256) as u8);
+            f.deposit(&t, 200, T0 + 20).unwrap();
+        }
+        f.set_lambda(LAMBDA_DEFAULT * 1.5).unwrap();
+        let mut reference = [(0.0f64, 0.0f64); QUANTITIES];
+        let mut cur = f.head;
+        while cur != NIL {
+            let s = f.slots[cur as usize];
+            let x = f.factor(s.timestamp) * s.w();
+            reference[s.quantity as usize].0 += x;
+            reference[s.quantity as usize].1 += x * s.reading as f64;
+            cur = s.next;
+        }
+        for (a, (w, wr)) in f.acc.iter().zip(reference) {
+            assert_eq!((a.sum_w.to_bits(), a.sum_wr.to_bits()), (w.to_bits(), wr.to_bits()));
+        }
+        assert!(f.acc[QuantityType::Temperature.to_u8() as usize].sum_w > 0.0);
+    }
+
+    #[test]
+    fn set_lambda_with_the_rate_in_use_keeps_the_running_sums() {
+        let mut f = PheromoneField::<64>::new();
+        for i in 0..10u32 {
+            f.deposit(&trace(1, QuantityType::Temperature, 2000, T0 + i, 200), 200, T0 + 10).unwrap();
+        }
+        f.t_ref = T0;
+        f.set_lambda(LAMBDA_DEFAULT).unwrap();
+        assert_eq!(f.t_ref, T0, "same λ: no rebase");
+        f.set_lambda(LAMBDA_DEFAULT * 2.0).unwrap();
+        assert_eq!(f.t_ref, T0 + 9, "new λ: sums rebased on the newest entry");
     }
 
     #[test]

@@ -1,11 +1,13 @@
-//! Self-contained HTML reports for KRILL. Today: the conformance-vector
-//! report (`krill vectors --html FILE`); run and sweep reports with plots
-//! arrive with the simulator.
+//! Self-contained HTML reports for KRILL: the conformance-vector report
+//! (`krill vectors --html FILE`) and the generic [`page`] (tables and
+//! inline-SVG line plots) that run and sweep reports are built from.
 //!
 //! Reports are single files with inline CSS and no scripts, so they can be
 //! attached to a CI run or mailed as they are.
 
 use std::fmt::Write as _;
+
+pub mod page;
 
 /// One vector case as the report shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -100,11 +100,6 @@ impl EventKey {
     pub fn node(self) -> u32 {
         ((self.0 >> SEQ_BITS) & ((1 << NODE_BITS) - 1)) as u32
     }
-
-    /// `(time, class)` as one comparable number.
-    fn time_class(self) -> u64 {
-        (self.0 >> (NODE_BITS + SEQ_BITS)) as u64
-    }
 }
 
 fn time_class(time: Micros, class: u8) -> u64 {
@@ -133,6 +128,40 @@ impl<E> Ord for Entry<E> {
         other.key.cmp(&self.key)
     }
 }
+
+/// Queued events of one `(time, class)`, in the order they were queued.
+/// The queue is a heap of runs rather than of events: the deliveries of
+/// one broadcast share a `(time, class)` and enter and leave the heap as
+/// one item, and a round takes whole runs (its bound is a `(time, class)`
+/// boundary). The order inside a round comes from sorting by key, so the
+/// order of equal runs in the heap never shows.
+struct Run<E> {
+    time_class: u64,
+    events: Vec<Entry<E>>,
+}
+
+impl<E> PartialEq for Run<E> {
+    fn eq(&self, other: &Self) -> bool {
+        self.time_class == other.time_class
+    }
+}
+impl<E> Eq for Run<E> {}
+impl<E> PartialOrd for Run<E> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl<E> Ord for Run<E> {
+    /// Reversed: the heap's top is the earliest `(time, class)`.
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        other.time_class.cmp(&self.time_class)
+    }
+}
+
+/// Emptied run buffers kept for reuse; larger ones are freed so that a
+/// burst does not pin memory in every spare buffer.
+const SPARE_RUNS: usize = 4_096;
+const SPARE_RUN_CAPACITY: usize = 64;
 
 /// An event produced during a round, queued at the barrier.
 struct Out<E> {
@@ -209,6 +238,13 @@ pub trait Model: Sync {
     /// Handles one event of one node.
     fn handle(&self, ctx: &mut Ctx<'_, Self::Event>, node: &mut Self::Node, ev: Self::Event)
         -> Result<(), EngineError>;
+
+    /// Fewest events in a round (over at least two nodes) before its nodes
+    /// are handed to the thread pool. Handing over costs a few µs, so a
+    /// model whose events take nanoseconds wants large rounds, and one whose
+    /// events take microseconds gains from parallel rounds of a few events.
+    /// Only speed depends on it, never a result.
+    const PARALLEL_MIN_EVENTS: usize = 16;
 }
 
 /// Counters of the engine's own work.
@@ -222,14 +258,16 @@ pub struct EngineStats {
     pub parallel_rounds: u64,
 }
 
-/// Fewest events in a round before it is worth handing to the pool.
-const PARALLEL_MIN_EVENTS: usize = 16;
+/// One node's event and output buffers, reused across parallel rounds.
+type NodeBufs<E> = (Vec<Entry<E>>, Vec<Out<E>>);
 
 /// The engine: a model, its nodes and the event queue.
 pub struct Engine<M: Model> {
     model: M,
     nodes: Vec<M::Node>,
-    heap: BinaryHeap<Entry<M::Event>>,
+    heap: BinaryHeap<Run<M::Event>>,
+    spare: Vec<Vec<Entry<M::Event>>>,
+    queued: usize,
     seq: u64,
     lookahead: Micros,
     pool: Option<rayon::ThreadPool>,
@@ -237,6 +275,8 @@ pub struct Engine<M: Model> {
     now: Micros,
     batch: Vec<Entry<M::Event>>,
     out: Vec<Out<M::Event>>,
+    /// Per-node input and output buffers of parallel rounds, for reuse.
+    node_bufs: Vec<NodeBufs<M::Event>>,
     local: BinaryHeap<Entry<M::Event>>,
 }
 
@@ -252,6 +292,8 @@ impl<M: Model> Engine<M> {
             model,
             nodes,
             heap: BinaryHeap::new(),
+            spare: Vec::new(),
+            queued: 0,
             seq: 0,
             lookahead,
             pool,
@@ -259,6 +301,7 @@ impl<M: Model> Engine<M> {
             now: 0,
             batch: Vec::new(),
             out: Vec::new(),
+            node_bufs: Vec::new(),
             local: BinaryHeap::new(),
         })
     }
@@ -300,7 +343,7 @@ impl<M: Model> Engine<M> {
 
     /// Events waiting.
     pub fn pending(&self) -> usize {
-        self.heap.len()
+        self.queued
     }
 
     /// Queues an event from outside the model (initial events, injected
@@ -315,22 +358,38 @@ impl<M: Model> Engine<M> {
         if node as usize >= self.nodes.len() {
             return Err(EngineError::NoSuchNode(node));
         }
-        self.push(at, class, node, ev)
+        let entry = self.entry(at, class, node, ev)?;
+        let mut events = self.spare.pop().unwrap_or_default();
+        events.push(entry);
+        self.queue(Run { time_class: time_class(at, class), events });
+        Ok(())
     }
 
-    fn push(&mut self, at: Micros, class: u8, node: u32, ev: M::Event) -> Result<(), EngineError> {
+    /// The queued form of an event: its key takes the next sequence number.
+    fn entry(&mut self, at: Micros, class: u8, node: u32, ev: M::Event) -> Result<Entry<M::Event>, EngineError> {
         if self.seq >= (1 << (SEQ_BITS - 1)) {
             return Err(EngineError::SequenceExhausted);
         }
         let key = EventKey::new(at, class, node, self.seq);
         self.seq += 1;
-        self.heap.push(Entry { key, ev });
-        Ok(())
+        Ok(Entry { key, ev })
+    }
+
+    fn queue(&mut self, run: Run<M::Event>) {
+        self.queued += run.events.len();
+        self.heap.push(run);
+    }
+
+    fn recycle(&mut self, mut events: Vec<Entry<M::Event>>) {
+        if events.capacity() <= SPARE_RUN_CAPACITY && self.spare.len() < SPARE_RUNS {
+            events.clear();
+            self.spare.push(events);
+        }
     }
 
     /// Time of the earliest waiting event.
     pub fn next_time(&self) -> Option<Micros> {
-        self.heap.peek().map(|e| e.key.time())
+        self.heap.peek().map(|r| r.time_class >> CLASS_BITS)
     }
 
     /// Runs every event at or before `end`.
@@ -341,30 +400,37 @@ impl<M: Model> Engine<M> {
 
     /// Runs one round; false when nothing is due by `end`.
     pub fn round(&mut self, end: Micros) -> Result<bool, EngineError> {
-        let Some(first) = self.heap.peek().map(|e| e.key) else { return Ok(false) };
-        if first.time() > end {
+        let Some(first_tc) = self.heap.peek().map(|r| r.time_class) else { return Ok(false) };
+        let first_time = first_tc >> CLASS_BITS;
+        if first_time > end {
             return Ok(false);
         }
         let (bound, bound_time) = if self.lookahead > 0 {
-            let t = first.time().saturating_add(self.lookahead).min(end.saturating_add(1));
+            let t = first_time.saturating_add(self.lookahead).min(end.saturating_add(1));
             (time_class(t, 0), t)
         } else {
-            (first.time_class() + 1, first.time())
+            (first_tc + 1, first_time)
         };
         let mut batch = std::mem::take(&mut self.batch);
-        while let Some(top) = self.heap.peek() {
-            if top.key.time_class() >= bound {
-                break;
-            }
-            if let Some(e) = self.heap.pop() {
-                batch.push(e);
+        while self.heap.peek().is_some_and(|r| r.time_class < bound) {
+            if let Some(mut run) = self.heap.pop() {
+                self.queued -= run.events.len();
+                if batch.is_empty() {
+                    std::mem::swap(&mut batch, &mut run.events);
+                } else {
+                    batch.append(&mut run.events);
+                }
+                self.recycle(run.events);
             }
         }
         self.stats.rounds += 1;
         self.stats.events += batch.len() as u64;
-        // The heap yields keys in order; nodes' events must be contiguous.
-        batch.sort_unstable_by_key(|e| (e.key.node(), e.key));
-        let parallel = self.pool.is_some() && batch.len() >= PARALLEL_MIN_EVENTS;
+        // A node's events must be contiguous and in key order.
+        if !batch.is_sorted_by_key(|e| (e.key.node(), e.key)) {
+            batch.sort_unstable_by_key(|e| (e.key.node(), e.key));
+        }
+        let several_nodes = batch.first().map(|e| e.key.node()) != batch.last().map(|e| e.key.node());
+        let parallel = self.pool.is_some() && batch.len() >= M::PARALLEL_MIN_EVENTS && several_nodes;
         let result = if parallel {
             self.stats.parallel_rounds += 1;
             self.run_parallel(&mut batch, bound, bound_time)
@@ -372,22 +438,47 @@ impl<M: Model> Engine<M> {
             self.run_sequential(&mut batch, bound, bound_time)
         };
         self.batch = batch;
-        self.now = self.now.max(first.time());
+        self.now = self.now.max(first_time);
         result?;
         let mut out = std::mem::take(&mut self.out);
-        let mut result = Ok(true);
+        let result = self.merge(&mut out);
+        out.clear();
+        self.out = out;
+        result.map(|()| true)
+    }
+
+    /// Queues a round's outputs in their barrier order; consecutive events
+    /// of one `(time, class)` (a broadcast's deliveries) share a run.
+    fn merge(&mut self, out: &mut Vec<Out<M::Event>>) -> Result<(), EngineError> {
+        let mut run: Option<Run<M::Event>> = None;
+        let mut result = Ok(());
         for o in out.drain(..) {
             if o.node as usize >= self.nodes.len() {
                 result = Err(EngineError::NoSuchNode(o.node));
                 break;
             }
-            if let Err(e) = self.push(o.time, o.class, o.node, o.ev) {
-                result = Err(e);
-                break;
+            let tc = time_class(o.time, o.class);
+            let entry = match self.entry(o.time, o.class, o.node, o.ev) {
+                Ok(e) => e,
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            };
+            match &mut run {
+                Some(r) if r.time_class == tc => r.events.push(entry),
+                _ => {
+                    let mut events = self.spare.pop().unwrap_or_default();
+                    events.push(entry);
+                    if let Some(done) = run.replace(Run { time_class: tc, events }) {
+                        self.queue(done);
+                    }
+                }
             }
         }
-        out.clear();
-        self.out = out;
+        if let Some(done) = run {
+            self.queue(done);
+        }
         result
     }
 
@@ -448,6 +539,7 @@ impl<M: Model> Engine<M> {
             out: Vec<Out<E>>,
             result: Result<(), EngineError>,
         }
+        let spare = &mut self.node_bufs;
         let mut work: Vec<Work<'_, M::Node, M::Event>> = Vec::new();
         let mut rest: &mut [M::Node] = &mut self.nodes;
         let mut base = 0usize;
@@ -465,13 +557,15 @@ impl<M: Model> Engine<M> {
             };
             rest = after;
             base = idx + 1;
-            work.push(Work { node_idx: idx as u32, node, events: vec![e], out: Vec::new(), result: Ok(()) });
+            let (mut events, out) = spare.pop().unwrap_or_default();
+            events.push(e);
+            work.push(Work { node_idx: idx as u32, node, events, out, result: Ok(()) });
         }
         let model = &self.model;
         let run = |w: &mut Work<'_, M::Node, M::Event>| {
             let mut local: BinaryHeap<Entry<M::Event>> = BinaryHeap::new();
             let mut local_seq = 0;
-            let mut queued = std::mem::take(&mut w.events).into_iter().peekable();
+            let mut queued = w.events.drain(..).peekable();
             loop {
                 let take_local = match (queued.peek(), local.peek()) {
                     (Some(q), Some(l)) => l.key < q.key,
@@ -499,15 +593,25 @@ impl<M: Model> Engine<M> {
         match &self.pool {
             Some(pool) => pool.install(|| {
                 use rayon::prelude::*;
-                work.par_iter_mut().for_each(run);
+                work.par_iter_mut().with_max_len(1).for_each(run);
             }),
             None => work.iter_mut().for_each(run),
         }
-        for w in work {
-            w.result?;
-            self.out.extend(w.out);
+        let mut result = Ok(());
+        for mut w in work {
+            if result.is_ok() {
+                result = w.result;
+                if result.is_ok() {
+                    self.out.append(&mut w.out);
+                }
+            }
+            w.events.clear();
+            w.out.clear();
+            if spare.len() < SPARE_RUNS {
+                spare.push((w.events, w.out));
+            }
         }
-        Ok(())
+        result
     }
 }
 
@@ -539,6 +643,8 @@ mod tests {
     impl Model for Ring {
         type Node = RingNode;
         type Event = RingEv;
+        /// Small rounds go to the pool too, so that tests exercise it.
+        const PARALLEL_MIN_EVENTS: usize = 2;
         fn handle(&self, ctx: &mut Ctx<'_, RingEv>, node: &mut RingNode, ev: RingEv) -> Result<(), EngineError> {
             match ev {
                 RingEv::Tick => {
@@ -592,6 +698,7 @@ mod tests {
         let digests = |threads| {
             let mut e = ring(300, 2_000, threads);
             e.run_until(5_000_000).unwrap();
+            assert_eq!(e.stats().parallel_rounds > 0, threads > 1);
             (e.nodes().iter().map(|n| (n.ticks, n.received, n.digest)).collect::<Vec<_>>(), e.stats().events)
         };
         let one = digests(1);
@@ -624,6 +731,39 @@ mod tests {
         e.run_until(1_000).unwrap_err();
         assert!(matches!(e.schedule(10, 0, 0, ()), Err(EngineError::Past { .. })));
         assert!(matches!(e.schedule(60, 0, 3, ()), Err(EngineError::NoSuchNode(3))));
+    }
+
+    #[test]
+    fn events_queued_for_one_time_by_different_rounds_run_in_queue_order() {
+        // Nodes 1..=6 each, in its own round (t = 10 µs apart), send one
+        // message to node 0 at t = 1,000: six runs of the same (time,
+        // class) meet in the heap and must reach node 0 in sending order,
+        // with the external one queued last coming last.
+        struct Fan;
+        impl Model for Fan {
+            type Node = Vec<u32>;
+            type Event = u32;
+            fn handle(&self, ctx: &mut Ctx<'_, u32>, n: &mut Vec<u32>, ev: u32) -> Result<(), EngineError> {
+                if ctx.node() == 0 {
+                    n.push(ev);
+                    Ok(())
+                } else {
+                    ctx.schedule(1_000, 1, 0, ctx.node())
+                }
+            }
+        }
+        for threads in [1, 2] {
+            let mut e = Engine::new(Fan, vec![Vec::new(); 7], 5, threads).unwrap();
+            for i in [3u32, 1, 6, 2, 5, 4] {
+                e.schedule(u64::from(i) * 10, 0, i, 0).unwrap();
+            }
+            e.run_until(100).unwrap();
+            assert_eq!(e.pending(), 6);
+            e.schedule(1_000, 1, 0, 99).unwrap();
+            e.run_until(2_000).unwrap();
+            assert_eq!(e.nodes()[0], vec![1, 2, 3, 4, 5, 6, 99], "threads {threads}");
+            assert_eq!(e.pending(), 0);
+        }
     }
 
     #[test]

@@ -1,11 +1,17 @@
 //! What the engine drives on each simulated device: the `Firmware` trait,
 //! `krill-core`'s node behind it, and a no-immunity baseline to compare with.
 
+use std::sync::{Arc, Mutex, PoisonError};
+
 use krill_core::crypto::Crypto;
+use krill_core::gateway::DustKey;
 use krill_core::lifecycle::{OwnState, SubjectState};
 use krill_core::node::{Action, Node, NodeConfig, Now, Role};
-use krill_core::types::PublicKey;
-use krill_core::types::{DeviceId, QuantityType, Reading};
+use krill_core::persist::{
+    restore, Flash, FlashError, Layout, RestoreReport, Restored, Status, Store, StoredProfile, ERASED, ESP32_C3_LAYOUT,
+    NRF52840_LAYOUT, SECTOR_SIZE,
+};
+use krill_core::types::{DeviceId, PublicKey, QuantityType, Reading, Signature};
 
 use crate::rng::SimRng;
 
@@ -41,7 +47,7 @@ pub trait Firmware: Send {
     /// Lets it verify `key`'s frames (the deployment's enrolled keys).
     fn register_peer(&mut self, key: PublicKey);
     /// Gateway: serves this Dust device.
-    fn register_dust(&mut self, _device: DeviceId, _key: krill_core::gateway::DustKey) {}
+    fn register_dust(&mut self, _device: DeviceId, _key: DustKey) {}
     /// Accepts `gateway`'s vouched traces for `dust`.
     fn register_dust_served(&mut self, _dust: DeviceId, _gateway: DeviceId) {}
     /// Power came back after a crash: boot again from whatever the flash
@@ -54,28 +60,347 @@ pub trait Firmware: Send {
     fn corrupt_flash(&mut self, _rng: &mut SimRng, _bytes: u32) -> u32 {
         0
     }
+    /// What it wrote to its flash so far; `None` if it keeps none.
+    fn flash_stats(&self) -> Option<FlashStats> {
+        None
+    }
 }
 
-/// `krill-core`'s node. `N`, `D`, `G`, `B` are the node's capacities.
+/// Profiles a reboot can bring back: a baseline and a running profile for
+/// each of a Nano's `MAX_NEIGHBORS` subjects.
+const MAX_STORED_PROFILES: usize = 2 * krill_core::types::MAX_NEIGHBORS;
+/// Stack of the thread a reboot restores on: a Nano and its DAG are built by
+/// value, which overflows a pool worker's default stack in debug builds.
+const RESTORE_STACK: usize = 64 << 20;
+
+/// The signing key shared by a node and the nodes its reboots build: a board
+/// re-derives the same key from its PUF at every boot, and sharing it here
+/// spares every `Crypto` a `Clone`. The mutex is never contended (a node runs
+/// on one thread at a time).
+pub struct SharedCrypto<C>(Arc<Mutex<C>>);
+
+impl<C> Clone for SharedCrypto<C> {
+    fn clone(&self) -> Self {
+        SharedCrypto(Arc::clone(&self.0))
+    }
+}
+
+impl<C: Crypto> SharedCrypto<C> {
+    fn with<T>(&self, f: impl FnOnce(&C) -> T) -> T {
+        f(&self.0.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+impl<C: Crypto> Crypto for SharedCrypto<C> {
+    fn device_id(&self) -> DeviceId {
+        self.with(|c| c.device_id())
+    }
+    fn public_key(&self) -> PublicKey {
+        self.with(|c| c.public_key())
+    }
+    fn sign(&self, msg: &[u8]) -> Signature {
+        self.with(|c| c.sign(msg))
+    }
+    fn verify(&self, signer: &PublicKey, msg: &[u8], sig: &Signature) -> bool {
+        self.with(|c| c.verify(signer, msg, sig))
+    }
+}
+
+/// How much a node wrote to its flash, and how often each kind of
+/// persistence ran.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlashStats {
+    /// Bytes programmed.
+    pub bytes_programmed: u64,
+    /// Sector erases.
+    pub sector_erases: u64,
+    /// Erases of the most-erased sector (NOR endurance ≈ 100 000).
+    pub max_sector_erases: u32,
+    /// Critical-state journal records written (ES-14.3 item 1).
+    pub state_saves: u64,
+    /// DAG entries appended (item 2).
+    pub dag_appends: u64,
+    /// DAG compactions the node asked for (appends that overflow the log
+    /// compact inside `record_dag` and are not counted here).
+    pub dag_compactions: u64,
+    /// Profile images written (item 3).
+    pub profile_saves: u64,
+    /// Persist actions that failed; the previous copy stays valid.
+    pub write_errors: u64,
+    /// Boots from flash.
+    pub reboots: u32,
+}
+
+/// A NOR flash the size of a board's chip that keeps only the sectors
+/// holding data, so that a thousand simulated ESP32-C3s do not need 4 MB of
+/// RAM each. Same rules as `krill_core::persist::RamFlash` (writes only
+/// clear bits, erases are whole aligned sectors; tested against it); it adds
+/// wear counters and the bit flips of [`Firmware::corrupt_flash`].
+#[derive(Clone, Debug)]
+pub struct SimFlash {
+    sectors: Vec<Option<Box<[u8; SECTOR_SIZE]>>>,
+    erases: Vec<u32>,
+    programmed: u64,
+}
+
+impl SimFlash {
+    /// An erased device of `size` bytes (rounded down to whole sectors).
+    pub fn new(size: u32) -> Self {
+        let n = size as usize / SECTOR_SIZE;
+        SimFlash { sectors: vec![None; n], erases: vec![0; n], programmed: 0 }
+    }
+
+    /// Bytes programmed so far.
+    pub fn bytes_programmed(&self) -> u64 {
+        self.programmed
+    }
+
+    /// Sector erases so far, and those of the most-erased sector.
+    pub fn erases(&self) -> (u64, u32) {
+        (self.erases.iter().map(|&e| u64::from(e)).sum(), self.erases.iter().copied().max().unwrap_or(0))
+    }
+
+    /// Offsets of every byte that is not erased, in address order.
+    pub fn data_offsets(&self) -> Vec<u32> {
+        let mut v = Vec::new();
+        for (i, s) in self.sectors.iter().enumerate() {
+            if let Some(s) = s {
+                let base = (i * SECTOR_SIZE) as u32;
+                v.extend(s.iter().enumerate().filter(|(_, &b)| b != ERASED).map(|(j, _)| base + j as u32));
+            }
+        }
+        v
+    }
+
+    /// Flips one bit, as a worn or disturbed cell would; out of range is a no-op.
+    pub fn flip_bit(&mut self, offset: u32, bit: u8) {
+        let (i, j) = (offset as usize / SECTOR_SIZE, offset as usize % SECTOR_SIZE);
+        if let Some(slot) = self.sectors.get_mut(i) {
+            slot.get_or_insert_with(|| Box::new([ERASED; SECTOR_SIZE]))[j] ^= 1 << (bit & 7);
+        }
+    }
+
+    /// `(sector, offset in it, length)` pieces of `len` bytes at `offset`.
+    fn pieces(&self, offset: u32, len: usize) -> Result<Vec<(usize, usize, usize)>, FlashError> {
+        let end = (offset as usize).checked_add(len).ok_or(FlashError::OutOfBounds)?;
+        if end > self.sectors.len() * SECTOR_SIZE {
+            return Err(FlashError::OutOfBounds);
+        }
+        let mut v = Vec::new();
+        let mut at = offset as usize;
+        while at < end {
+            let n = (SECTOR_SIZE - at % SECTOR_SIZE).min(end - at);
+            v.push((at / SECTOR_SIZE, at % SECTOR_SIZE, n));
+            at += n;
+        }
+        Ok(v)
+    }
+}
+
+impl Flash for SimFlash {
+    fn capacity(&self) -> u32 {
+        (self.sectors.len() * SECTOR_SIZE) as u32
+    }
+
+    fn read(&mut self, offset: u32, buf: &mut [u8]) -> Result<(), FlashError> {
+        let mut k = 0;
+        for (i, j, n) in self.pieces(offset, buf.len())? {
+            match &self.sectors[i] {
+                Some(s) => buf[k..k + n].copy_from_slice(&s[j..j + n]),
+                None => buf[k..k + n].fill(ERASED),
+            }
+            k += n;
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, offset: u32, data: &[u8]) -> Result<(), FlashError> {
+        let pieces = self.pieces(offset, data.len())?;
+        let mut k = 0;
+        for &(i, j, n) in &pieces {
+            if let Some(s) = &self.sectors[i] {
+                if s[j..j + n].iter().zip(&data[k..k + n]).any(|(old, new)| old & new != *new) {
+                    return Err(FlashError::NotErased);
+                }
+            }
+            k += n;
+        }
+        k = 0;
+        for (i, j, n) in pieces {
+            let s = self.sectors[i].get_or_insert_with(|| Box::new([ERASED; SECTOR_SIZE]));
+            s[j..j + n].iter_mut().zip(&data[k..k + n]).for_each(|(old, new)| *old &= *new);
+            k += n;
+        }
+        self.programmed += data.len() as u64;
+        Ok(())
+    }
+
+    fn erase(&mut self, sector_offset: u32) -> Result<(), FlashError> {
+        if !(sector_offset as usize).is_multiple_of(SECTOR_SIZE) {
+            return Err(FlashError::Unaligned);
+        }
+        let i = sector_offset as usize / SECTOR_SIZE;
+        let slot = self.sectors.get_mut(i).ok_or(FlashError::OutOfBounds)?;
+        *slot = None;
+        self.erases[i] = self.erases[i].saturating_add(1);
+        Ok(())
+    }
+}
+
+/// `krill-core`'s node on a simulated board: it carries out the node's
+/// persist actions on a [`SimFlash`] laid out like the board's chip (an
+/// ESP32-C3 for Nano, Gateway and Full, an nRF52840 for Dust) and reboots
+/// from it (ES-14.3). `N`, `D`, `G`, `B` are the node's capacities.
 pub struct CoreFirmware<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> {
-    node: Box<Node<C, N, D, G, B>>,
+    node: Box<Node<SharedCrypto<C>, N, D, G, B>>,
+    cfg: NodeConfig,
+    crypto: SharedCrypto<C>,
+    first_query_id: u32,
+    /// What the board re-reads from its provisioning at every boot.
+    peers: Vec<PublicKey>,
+    dust: Vec<(DeviceId, DustKey)>,
+    served: Vec<(DeviceId, DeviceId)>,
+    layout: &'static Layout,
+    flash: SimFlash,
+    store: Store,
+    stats: FlashStats,
+    last_restore: Option<RestoreReport>,
 }
 
 impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> CoreFirmware<C, N, D, G, B> {
-    /// A freshly booted node.
+    /// A freshly booted node with an erased flash.
     pub fn new(cfg: NodeConfig, crypto: C, now: Now, first_query_id: u32) -> Self {
-        CoreFirmware { node: Box::new(Node::new(cfg, crypto, now, first_query_id)) }
+        let crypto = SharedCrypto(Arc::new(Mutex::new(crypto)));
+        let layout = if cfg.role == Role::Dust { &NRF52840_LAYOUT } else { &ESP32_C3_LAYOUT };
+        let mut flash = SimFlash::new(layout.flash_size);
+        // An erased flash restores as blank everywhere; this only positions the writers.
+        let store = restore::<_, 1, 0>(&mut flash, layout, now.unix_s).store;
+        CoreFirmware {
+            node: Box::new(Node::new(cfg.clone(), crypto.clone(), now, first_query_id)),
+            cfg,
+            crypto,
+            first_query_id,
+            peers: Vec::new(),
+            dust: Vec::new(),
+            served: Vec::new(),
+            layout,
+            flash,
+            store,
+            stats: FlashStats::default(),
+            last_restore: None,
+        }
     }
 
     /// The node itself.
-    pub fn node(&self) -> &Node<C, N, D, G, B> {
+    pub fn node(&self) -> &Node<SharedCrypto<C>, N, D, G, B> {
         &self.node
     }
 
     /// The node itself, mutably.
-    pub fn node_mut(&mut self) -> &mut Node<C, N, D, G, B> {
+    pub fn node_mut(&mut self) -> &mut Node<SharedCrypto<C>, N, D, G, B> {
         &mut self.node
     }
+
+    /// The flash.
+    pub fn flash(&self) -> &SimFlash {
+        &self.flash
+    }
+
+    /// The flash, mutably (to damage it in tests).
+    pub fn flash_mut(&mut self) -> &mut SimFlash {
+        &mut self.flash
+    }
+
+    /// What the last reboot found on the flash.
+    pub fn last_restore(&self) -> Option<&RestoreReport> {
+        self.last_restore.as_ref()
+    }
+
+    /// Carries out the persist actions the node just emitted, in order, as
+    /// a board's main loop does after each call.
+    fn persist(&mut self, actions: &[Action]) {
+        for a in actions {
+            let r = match a {
+                Action::PersistState(s) => {
+                    self.stats.state_saves += 1;
+                    self.store.save_state(&mut self.flash, s).map(drop)
+                }
+                Action::PersistDagAppend(e) => {
+                    self.stats.dag_appends += 1;
+                    self.store.record_dag(&mut self.flash, self.node.dag(), e)
+                }
+                Action::PersistDagCompact => {
+                    self.stats.dag_compactions += 1;
+                    self.store.compact_dag(&mut self.flash, self.node.dag().entries()).map(drop)
+                }
+                // A Dust board has no profile partition: it profiles nobody.
+                Action::PersistProfiles if self.layout.profiles.is_some() => {
+                    self.stats.profile_saves += 1;
+                    let profiles: Vec<StoredProfile> = self.node.stored_profiles().collect();
+                    self.store.save_profiles(&mut self.flash, &profiles).map(drop)
+                }
+                _ => continue,
+            };
+            if r.is_err() {
+                self.stats.write_errors += 1;
+            }
+        }
+    }
+}
+
+/// Runs `f` on a thread with [`RESTORE_STACK`] bytes of stack.
+fn on_big_stack<T: Send>(f: impl FnOnce() -> T + Send) -> Result<T, String> {
+    std::thread::scope(|s| {
+        let h = std::thread::Builder::new()
+            .stack_size(RESTORE_STACK)
+            .spawn_scoped(s, f)
+            .map_err(|e| format!("cannot start the restore thread: {e}"))?;
+        h.join().map_err(|_| "restore panicked".to_string())
+    })
+}
+
+/// A partition's restore status in words, when it is worth saying.
+fn status_note(name: &str, s: Status) -> Option<String> {
+    match s {
+        Status::Blank => Some(format!("{name} blank")),
+        Status::Restored { skipped: 0, .. } => None,
+        Status::Restored { skipped, why, .. } => {
+            Some(format!("{name}: {skipped} invalid cop{} skipped ({why:?})", if skipped == 1 { "y" } else { "ies" }))
+        }
+        Status::Fallback { why } => Some(format!("{name} fallback ({why:?})")),
+    }
+}
+
+/// The one-line account of a reboot.
+fn reboot_account(
+    boot: u32,
+    state: OwnState,
+    weight: u8,
+    r: &RestoreReport,
+    dag: usize,
+    profiles: usize,
+    wear: &FlashStats,
+) -> String {
+    let mut notes: Vec<String> = [("state", r.state), ("dag", r.dag), ("profiles", r.profiles)]
+        .into_iter()
+        .filter_map(|(name, s)| status_note(name, s))
+        .collect();
+    if let Some(why) = r.dag_tail {
+        notes.push(format!("dag log torn ({why:?})"));
+    }
+    if r.profiles_dropped > 0 {
+        notes.push(format!("{} profiles dropped", r.profiles_dropped));
+    }
+    format!(
+        "boot {boot}: {state:?} weight {weight}; DAG {dag} entries ({} from the log, {} expired); {profiles} profiles; \
+         {}; flash so far {} B programmed, {} erases (at most {} of one sector)",
+        r.dag_appended,
+        r.dag_load.out_of_window,
+        if notes.is_empty() { "every copy valid".to_string() } else { notes.join(", ") },
+        wear.bytes_programmed,
+        wear.sector_erases,
+        wear.max_sector_erases,
+    )
 }
 
 impl<C, const N: usize, const D: usize, const G: usize, const B: usize> Firmware for CoreFirmware<C, N, D, G, B>
@@ -92,19 +417,29 @@ where
         self.node.next_deadline()
     }
     fn handle_timers(&mut self, now: Now, rng: &mut SimRng, out: &mut Vec<Action>) {
+        let start = out.len();
         self.node.handle_timers(now, rng, &mut |a| out.push(a));
+        self.persist(&out[start..]);
     }
     fn handle_frame(&mut self, now: Now, bytes: &[u8], rssi: i8, hops: u8, out: &mut Vec<Action>) {
+        let start = out.len();
         self.node.handle_frame(now, bytes, rssi, hops, &mut |a| out.push(a));
+        self.persist(&out[start..]);
     }
     fn handle_reading(&mut self, now: Now, quantity: QuantityType, reading: Reading, out: &mut Vec<Action>) {
+        let start = out.len();
         self.node.handle_reading(now, quantity, reading, &mut |a| out.push(a));
+        self.persist(&out[start..]);
     }
     fn handle_uplink(&mut self, now: Now, bytes: &[u8], out: &mut Vec<Action>) {
+        let start = out.len();
         self.node.handle_uplink(now, bytes, &mut |a| out.push(a));
+        self.persist(&out[start..]);
     }
     fn handle_batch(&mut self, now: Now, bytes: &[u8], out: &mut Vec<Action>) {
+        let start = out.len();
         let _ = self.node.handle_batch(now, bytes, &mut |a| out.push(a));
+        self.persist(&out[start..]);
     }
     fn take_batch(&mut self, buf: &mut [u8]) -> Option<usize> {
         self.node.take_batch(buf).ok()
@@ -119,13 +454,75 @@ where
         self.node.own().state()
     }
     fn register_peer(&mut self, key: PublicKey) {
+        if !self.peers.contains(&key) {
+            self.peers.push(key);
+        }
         let _ = self.node.register_peer(key);
     }
-    fn register_dust(&mut self, device: DeviceId, key: krill_core::gateway::DustKey) {
+    fn register_dust(&mut self, device: DeviceId, key: DustKey) {
+        if !self.dust.iter().any(|d| d.0 == device) {
+            self.dust.push((device, key));
+        }
         let _ = self.node.register_dust(device, key);
     }
     fn register_dust_served(&mut self, dust: DeviceId, gateway: DeviceId) {
+        if !self.served.contains(&(dust, gateway)) {
+            self.served.push((dust, gateway));
+        }
         let _ = self.node.register_dust_served(dust, gateway);
+    }
+    /// ES-14.3: restore every partition (falling back per component), build
+    /// the node from it, then re-register the provisioned keys and Dust
+    /// devices. Whatever the node held in RAM and did not persist is lost.
+    fn reboot(&mut self, now: Now) -> Result<String, String> {
+        self.stats.reboots = self.stats.reboots.saturating_add(1);
+        // Vote ids must not repeat across boots; a board draws them at random.
+        let qid = self.first_query_id ^ self.stats.reboots.wrapping_mul(0x9E37_79B9);
+        let (cfg, crypto, layout) = (self.cfg.clone(), self.crypto.clone(), self.layout);
+        let flash = &mut self.flash;
+        let (node, report, store, dag, profiles) = on_big_stack(move || {
+            let r: Restored<D, MAX_STORED_PROFILES> = restore(flash, layout, now.unix_s);
+            let (dag, profiles) = (r.dag.entries().len(), r.profiles.len());
+            let node = Box::new(Node::restore(cfg, crypto, now, qid, &r.state, r.dag, &r.profiles));
+            (node, r.report, r.store, dag, profiles)
+        })?;
+        self.node = node;
+        self.store = store;
+        self.last_restore = Some(report);
+        for &key in &self.peers {
+            let _ = self.node.register_peer(key);
+        }
+        for &(device, key) in &self.dust {
+            let _ = self.node.register_dust(device, key);
+        }
+        for &(dust, gateway) in &self.served {
+            let _ = self.node.register_dust_served(dust, gateway);
+        }
+        let boot = self.node.persisted_state(now).boot_count;
+        let wear = self.flash_stats().unwrap_or_default();
+        let own = self.node.own();
+        Ok(reboot_account(boot, own.state(), own.weight(), &report, dag, profiles, &wear))
+    }
+    /// Flips one random bit in each of `bytes` distinct bytes that hold
+    /// data (not erased), anywhere in the KRILL partitions.
+    fn corrupt_flash(&mut self, rng: &mut SimRng, bytes: u32) -> u32 {
+        let mut data = self.flash.data_offsets();
+        let mut flipped = 0;
+        while flipped < bytes && !data.is_empty() {
+            let at = data.swap_remove(rng.below(data.len() as u64) as usize);
+            self.flash.flip_bit(at, rng.below(8) as u8);
+            flipped += 1;
+        }
+        flipped
+    }
+    fn flash_stats(&self) -> Option<FlashStats> {
+        let (sector_erases, max_sector_erases) = self.flash.erases();
+        Some(FlashStats {
+            bytes_programmed: self.flash.bytes_programmed(),
+            sector_erases,
+            max_sector_erases,
+            ..self.stats
+        })
     }
 }
 
@@ -243,4 +640,77 @@ impl<C: Crypto + Send> Firmware for BaselineFirmware<C> {
         OwnState::Normal
     }
     fn register_peer(&mut self, _key: PublicKey) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use krill_core::persist::RamFlash;
+
+    const SECTORS: usize = 6;
+    const SIZE: usize = SECTORS * SECTOR_SIZE;
+
+    /// Random writes, erases and reads on both devices give the same
+    /// results and contents: `SimFlash` follows `RamFlash`'s NOR rules.
+    #[test]
+    fn sim_flash_behaves_like_ram_flash() {
+        let mut rng = SimRng::stream(7, crate::rng::Purpose::Firmware, 0);
+        let mut sim = SimFlash::new(SIZE as u32);
+        let mut ram: Box<RamFlash<SIZE>> = Box::default();
+        let (mut ok, mut refused) = (0, 0);
+        for _ in 0..20_000 {
+            let offset = rng.below(SIZE as u64 + 64) as u32;
+            match rng.below(10) {
+                0 => {
+                    let at = if rng.chance(0.8) { offset - offset % SECTOR_SIZE as u32 } else { offset };
+                    assert_eq!(sim.erase(at), ram.erase(at), "erase {at}");
+                }
+                1..=5 => {
+                    let len = rng.below(300) as usize;
+                    // Mostly bytes that only clear bits of erased flash.
+                    let data: Vec<u8> =
+                        (0..len).map(|_| !(1u8 << rng.below(8)) | (rng.below(2) as u8 * 0xFF)).collect();
+                    let (a, b) = (sim.write(offset, &data), ram.write(offset, &data));
+                    assert_eq!(a, b, "write {len} at {offset}");
+                    if a.is_ok() {
+                        ok += 1;
+                    } else {
+                        refused += 1;
+                    }
+                }
+                _ => {
+                    let len = rng.below(600) as usize;
+                    let (mut a, mut b) = (vec![0; len], vec![0; len]);
+                    assert_eq!(sim.read(offset, &mut a), ram.read(offset, &mut b));
+                    assert_eq!(a, b, "read {len} at {offset}");
+                }
+            }
+        }
+        let mut all = vec![0; SIZE];
+        sim.read(0, &mut all).unwrap();
+        assert_eq!(all, ram.bytes());
+        assert!(ok > 1_000 && refused > 1_000, "both paths exercised: {ok} written, {refused} refused");
+        let data = sim.data_offsets();
+        assert_eq!(data.len(), ram.bytes().iter().filter(|&&b| b != ERASED).count());
+    }
+
+    #[test]
+    fn sim_flash_counts_wear_and_frees_erased_sectors() {
+        let mut f = SimFlash::new(SIZE as u32);
+        f.write(SECTOR_SIZE as u32 - 2, &[0, 1, 2, 3]).unwrap();
+        assert_eq!(f.bytes_programmed(), 4);
+        assert_eq!(f.sectors.iter().filter(|s| s.is_some()).count(), 2, "a write across a boundary");
+        f.erase(0).unwrap();
+        f.erase(0).unwrap();
+        f.erase(SECTOR_SIZE as u32).unwrap();
+        assert_eq!(f.erases(), (3, 2));
+        assert!(f.sectors.iter().all(Option::is_none), "erased sectors hold no memory");
+        assert_eq!(f.erase(SIZE as u32), Err(FlashError::OutOfBounds));
+        f.write(10, &[0x0F]).unwrap();
+        f.flip_bit(10, 7);
+        let mut b = [0];
+        f.read(10, &mut b).unwrap();
+        assert_eq!(b, [0x8F]);
+        assert_eq!(f.write(10, &[0xFF]), Err(FlashError::NotErased));
+    }
 }

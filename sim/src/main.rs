@@ -1,11 +1,27 @@
 //! `krill`: the KRILL command line.
+//!
+//! `run` writes a run directory (`runs/<scenario>-seed<N>` by default):
+//! manifest, scenario copy, summary, CSV series, audit trail, Prometheus
+//! metrics and an HTML report; `run --replay DIR/manifest.json` re-runs it
+//! and exits 1 if the summary hash differs. `check` is the CI gate (exit 1
+//! on a missed expectation). `sweep --shard i/n --out DIR` writes one JSON
+//! lines file per shard; `krill report DIR...` merges shards (duplicates
+//! dropped, sorted by value and seed) into one table and optional HTML.
+//! Every error is one line on stderr with exit code 2.
 
 use clap::{Parser, Subcommand};
-use std::path::PathBuf;
+use std::io::IsTerminal as _;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use krill_sim::check::{self, CheckRow};
 use krill_sim::codec::{self, Kind};
-use krill_sim::vectors;
+use krill_sim::output::{self, AuditLevel, Manifest, RunOutput};
+use krill_sim::scenario::Scenario;
+use krill_sim::sim::FirmwareKind;
+use krill_sim::summary::{on_big_stack, simulate};
+use krill_sim::sweep::{self, ParamRange, Shard, SweepRecord};
+use krill_sim::{explain, vectors};
 
 #[derive(Parser)]
 #[command(name = "krill", version, about = "KRILL-BIA mesh: conformance vectors, frame codec, simulator")]
@@ -42,6 +58,111 @@ enum Cmd {
         /// The RON file, or `-` for stdin.
         file: PathBuf,
     },
+    /// Run a scenario, print its summary table and write a run directory.
+    Run {
+        /// The scenario file (not with --replay).
+        #[arg(required_unless_present = "replay", conflicts_with = "replay")]
+        scenario: Option<PathBuf>,
+        /// Seed; the scenario's first seed by default.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Engine threads (results do not depend on it); 1 by default, the
+        /// manifest's with --replay.
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Firmware of every node.
+        #[arg(long, value_enum, default_value_t = FirmwareKind::Core)]
+        firmware: FirmwareKind,
+        /// Run directory; `runs/<scenario>-seed<N>` by default (none with --replay unless given).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// Re-run the run a manifest describes and verify its summary hash
+        /// (exit 1 if it differs).
+        #[arg(long, value_name = "MANIFEST")]
+        replay: Option<PathBuf>,
+        /// What `audit.jsonl` holds (`decisions` drops trace assessments and drops: big runs).
+        #[arg(long, value_enum, default_value_t = AuditLevel::Full)]
+        audit: AuditLevel,
+    },
+    /// Run every seed of every scenario and compare its expectations; exit 1
+    /// on any miss, with a table of what missed.
+    Check {
+        /// Scenario files or directories of `.ron` files.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Runs in parallel (default: the machine's cores).
+        #[arg(long)]
+        jobs: Option<usize>,
+        /// Firmware of every node.
+        #[arg(long, value_enum, default_value_t = FirmwareKind::Core)]
+        firmware: FirmwareKind,
+    },
+    /// Run a scenario over a range of one parameter and several seeds.
+    Sweep {
+        /// The scenario file.
+        scenario: PathBuf,
+        /// NAME=a..b[:steps] or NAME=v1,v2,… (see --help for names).
+        #[arg(long, value_name = "NAME=RANGE", long_help = param_help())]
+        param: String,
+        /// Seeds per value: the scenario's own, then the integers after them.
+        #[arg(long, default_value_t = 1)]
+        seeds: usize,
+        /// Run only shard i of n (tasks k with k mod n = i); merge with `krill report`.
+        #[arg(long, value_name = "i/n")]
+        shard: Option<String>,
+        /// Write the JSON lines to a file in DIR (otherwise to stdout, table to stderr).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// Runs in parallel (default: the machine's cores).
+        #[arg(long)]
+        jobs: Option<usize>,
+        /// Firmware of every node.
+        #[arg(long, value_enum, default_value_t = FirmwareKind::Core)]
+        firmware: FirmwareKind,
+    },
+    /// Merge sweep shards (`.jsonl` files or directories) into one table.
+    Report {
+        /// Shard files or directories holding them.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Write the merged JSON lines here.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Write an HTML report with plots here.
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
+    },
+    /// Tell in plain sentences, from a run directory's audit trail, why a
+    /// node was flagged and what it saw and decided.
+    Explain {
+        /// The run directory.
+        run: PathBuf,
+        /// The node.
+        #[arg(long)]
+        node: u32,
+        /// Only decisions from this scenario time on, s (negative: warm-up too).
+        #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+        since: f64,
+        /// Most monitors / decisions told per part.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// Parse and validate scenario files; exit 2 on the first problem of each.
+    Validate {
+        /// Scenario files or directories of `.ron` files.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+}
+
+fn param_help() -> String {
+    let mut h = String::from(
+        "The parameter and its values: NAME=a..b[:steps] (5 steps if not given) or NAME=v1,v2,…\n\nNames:\n",
+    );
+    for (n, what) in sweep::PARAMS {
+        h.push_str(&format!("  {n:<18} {what}\n"));
+    }
+    h
 }
 
 fn main() -> ExitCode {
@@ -50,6 +171,26 @@ fn main() -> ExitCode {
         Cmd::Vectors { paths, quiet, html } => run_vectors(paths, quiet, html),
         Cmd::Decode { hex, kind } => run_decode(&hex, kind),
         Cmd::Encode { file } => run_encode(&file),
+        Cmd::Run { scenario, seed, threads, firmware, out, replay, audit } => match replay {
+            Some(m) => cmd_replay(&m, threads, out, audit),
+            None => match scenario {
+                Some(path) => cmd_run(&path, seed, threads.unwrap_or(1), firmware, out, audit),
+                None => fail("run", "give a scenario file or --replay MANIFEST"),
+            },
+        },
+        Cmd::Check { paths, jobs, firmware } => cmd_check(&paths, jobs, firmware),
+        Cmd::Sweep { scenario, param, seeds, shard, out, jobs, firmware } => {
+            cmd_sweep(&scenario, &param, seeds, shard.as_deref(), out, jobs, firmware)
+        }
+        Cmd::Report { paths, out, html } => cmd_report(&paths, out, html),
+        Cmd::Explain { run, node, since, limit } => match explain::explain(&run, node, since, limit) {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail("explain", e),
+        },
+        Cmd::Validate { paths } => cmd_validate(&paths),
     }
 }
 
@@ -144,5 +285,375 @@ fn run_vectors(mut paths: Vec<PathBuf>, quiet: bool, html: Option<PathBuf>) -> E
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    }
+}
+
+/// A progress bar on stderr, only when stderr is a terminal.
+fn bar(len: u64, what: &str) -> Option<indicatif::ProgressBar> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let style = indicatif::ProgressStyle::with_template("{msg} [{bar:40}] {percent:>3}% eta {eta}")
+        .map(|s| s.progress_chars("=> "))
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+    let pb = indicatif::ProgressBar::new(len).with_style(style);
+    pb.set_message(what.to_string());
+    Some(pb)
+}
+
+/// `.ron` files of directories (sorted) and files as given.
+fn scenario_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
+    let mut out = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let rd = std::fs::read_dir(p).map_err(|e| format!("{}: {e}", p.display()))?;
+            let mut v: Vec<PathBuf> = rd
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|f| f.is_file() && f.extension().is_some_and(|x| x == "ron"))
+                .collect();
+            v.sort();
+            if v.is_empty() {
+                return Err(format!("{}: no .ron scenario files", p.display()));
+            }
+            out.extend(v);
+        } else {
+            out.push(p.clone());
+        }
+    }
+    Ok(out)
+}
+
+fn jobs_or_cores(jobs: Option<usize>) -> usize {
+    jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1)
+}
+
+fn default_dir(s: &Scenario, seed: u64, firmware: FirmwareKind) -> PathBuf {
+    let name: String =
+        s.name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
+    let fw = if firmware == FirmwareKind::Baseline { "-baseline" } else { "" };
+    PathBuf::from("runs").join(format!("{name}-seed{seed}{fw}"))
+}
+
+fn cmd_run(
+    path: &Path,
+    seed: Option<u64>,
+    threads: usize,
+    firmware: FirmwareKind,
+    out: Option<PathBuf>,
+    audit: AuditLevel,
+) -> ExitCode {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => return fail("run", format!("{}: {e}", path.display())),
+    };
+    let s = match Scenario::parse(&text, &path.display().to_string()) {
+        Ok(s) => s,
+        Err(e) => return fail("run", e),
+    };
+    let seed = seed.or_else(|| s.seeds.first().copied()).unwrap_or(1);
+    let dir = out.unwrap_or_else(|| default_dir(&s, seed, firmware));
+    let manifest = Manifest {
+        format: output::FORMAT,
+        scenario: s.name.clone(),
+        scenario_file: path.display().to_string(),
+        scenario_hash: output::content_hash(text.as_bytes()),
+        seed,
+        firmware,
+        threads: threads.max(1),
+        code_version: output::code_version(),
+        summary_hash: String::new(),
+    };
+    execute(s, text, manifest, Some((dir, audit)), None)
+}
+
+fn cmd_replay(path: &Path, threads: Option<usize>, out: Option<PathBuf>, audit: AuditLevel) -> ExitCode {
+    let m: Manifest = match output::read_json(path) {
+        Ok(m) => m,
+        Err(e) => return fail("run", e),
+    };
+    let copy = path.parent().unwrap_or(Path::new(".")).join("scenario.ron");
+    let src = if copy.is_file() { copy } else { PathBuf::from(&m.scenario_file) };
+    let text = match std::fs::read_to_string(&src) {
+        Ok(t) => t,
+        Err(e) => return fail("run", format!("{}: {e}", src.display())),
+    };
+    let h = output::content_hash(text.as_bytes());
+    if h != m.scenario_hash {
+        return fail("run", format!("{}: scenario hash {h} is not the manifest's {}", src.display(), m.scenario_hash));
+    }
+    let s = match Scenario::parse(&text, &src.display().to_string()) {
+        Ok(s) => s,
+        Err(e) => return fail("run", e),
+    };
+    if m.code_version != output::code_version() {
+        eprintln!(
+            "krill run: note: the manifest was written by code {}, this is {}",
+            m.code_version,
+            output::code_version()
+        );
+    }
+    let expected = m.summary_hash.clone();
+    let mut manifest = m;
+    manifest.threads = threads.unwrap_or(manifest.threads).max(1);
+    execute(s, text, manifest, out.map(|d| (d, audit)), Some(expected))
+}
+
+/// Runs on a big-stack thread, prints the summary, writes the run
+/// directory, and (for a replay) compares the summary hash.
+fn execute(
+    s: Scenario,
+    text: String,
+    mut m: Manifest,
+    dir: Option<(PathBuf, AuditLevel)>,
+    expected: Option<String>,
+) -> ExitCode {
+    let pb = bar(1, &format!("{} seed {}", s.name, m.seed));
+    let done = on_big_stack(move || -> Result<(String, String), String> {
+        let progress = |t: u64, total: u64| {
+            if let Some(pb) = &pb {
+                pb.set_length(total.max(1));
+                pb.set_position(t);
+            }
+        };
+        let run = simulate(&s, m.seed, m.firmware, m.threads, progress).map_err(|e| e.to_string())?;
+        if let Some(pb) = &pb {
+            pb.finish_and_clear();
+        }
+        let results = check::evaluate(&s, &run.sim, &run.summary, &run.series);
+        m.summary_hash = run.hash.clone();
+        let mut text_out = run.summary.table(Some(&run.timing), &run.hash);
+        if !results.is_empty() {
+            let rows: Vec<CheckRow> = results
+                .iter()
+                .map(|r| CheckRow { file: String::new(), scenario: s.name.clone(), seed: m.seed, result: r.clone() })
+                .collect();
+            text_out.push('\n');
+            text_out.push_str(&check::table(&rows, false));
+        }
+        if let Some((dir, audit)) = &dir {
+            let out =
+                RunOutput { scenario_text: &text, manifest: &m, run: &run, expectations: &results, audit: *audit };
+            output::write_run_dir(dir, &out).map_err(|e| e.to_string())?;
+            text_out.push_str(&format!("\nrun directory: {}\n", dir.display()));
+        }
+        Ok((text_out, run.hash))
+    });
+    let (table, hash) = match done {
+        Some(Ok(v)) => v,
+        Some(Err(e)) => return fail("run", e),
+        None => return fail("run", "the simulation thread failed"),
+    };
+    print!("{table}");
+    match expected {
+        None => ExitCode::SUCCESS,
+        Some(want) if want == hash => {
+            println!("replay: summary hash matches the manifest");
+            ExitCode::SUCCESS
+        }
+        Some(want) => {
+            eprintln!("krill run: replay summary hash {hash} differs from the manifest's {want}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn cmd_check(paths: &[PathBuf], jobs: Option<usize>, firmware: FirmwareKind) -> ExitCode {
+    let files = match scenario_files(paths) {
+        Ok(f) => f,
+        Err(e) => return fail("check", e),
+    };
+    let mut loaded = Vec::new();
+    for f in files {
+        match Scenario::load(&f) {
+            Ok(s) => loaded.push((f, s)),
+            Err(e) => return fail("check", e),
+        }
+    }
+    let runs: Vec<(usize, u64)> =
+        loaded.iter().enumerate().flat_map(|(i, (_, s))| s.seeds.iter().map(move |&seed| (i, seed))).collect();
+    let pb = bar(runs.len() as u64, "check");
+    let results = sweep::par_runs(jobs_or_cores(jobs), runs.len(), |k| -> Result<Vec<CheckRow>, String> {
+        let (i, seed) = runs[k];
+        let (f, s) = &loaded[i];
+        let run = simulate(s, seed, firmware, 1, |_, _| {}).map_err(|e| format!("{} seed {seed}: {e}", f.display()))?;
+        let res = check::evaluate(s, &run.sim, &run.summary, &run.series);
+        if let Some(pb) = &pb {
+            pb.inc(1);
+        }
+        let file = f.display().to_string();
+        Ok(res
+            .into_iter()
+            .map(|result| CheckRow { file: file.clone(), scenario: s.name.clone(), seed, result })
+            .collect())
+    });
+    if let Some(pb) = &pb {
+        pb.finish_and_clear();
+    }
+    let mut rows = Vec::new();
+    match results {
+        Ok(per_run) => {
+            for r in per_run {
+                match r {
+                    Ok(v) => rows.extend(v),
+                    Err(e) => return fail("check", e),
+                }
+            }
+        }
+        Err(e) => return fail("check", e),
+    }
+    let missed = rows.iter().filter(|r| !r.result.pass).count();
+    print!("{}", check::table(&rows, false));
+    println!(
+        "check: {} run(s) of {} scenario(s), {} expectation(s), {missed} missed",
+        runs.len(),
+        loaded.len(),
+        rows.len()
+    );
+    if missed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        println!("\nmissed:");
+        print!("{}", check::table(&rows, true));
+        ExitCode::FAILURE
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn cmd_sweep(
+    path: &Path,
+    param: &str,
+    n_seeds: usize,
+    shard: Option<&str>,
+    out: Option<PathBuf>,
+    jobs: Option<usize>,
+    firmware: FirmwareKind,
+) -> ExitCode {
+    let base = match Scenario::load(path) {
+        Ok(s) => s,
+        Err(e) => return fail("sweep", e),
+    };
+    let range: ParamRange = match param.parse() {
+        Ok(r) => r,
+        Err(e) => return fail("sweep", e),
+    };
+    let shard: Shard = match shard.map(str::parse).transpose() {
+        Ok(s) => s.unwrap_or_default(),
+        Err(e) => return fail("sweep", e),
+    };
+    if n_seeds == 0 {
+        return fail("sweep", "--seeds must be at least 1");
+    }
+    // Every value must make a valid scenario before anything runs.
+    let mut scenarios = Vec::with_capacity(range.values.len());
+    for &v in &range.values {
+        let mut s = base.clone();
+        if let Err(e) = sweep::apply(&mut s, &range.name, v) {
+            return fail("sweep", e);
+        }
+        scenarios.push(s);
+    }
+    let seeds = sweep::seeds(&base, n_seeds);
+    let tasks = sweep::tasks(&range.values, &seeds, shard);
+    let pb = bar(tasks.len() as u64, "sweep");
+    let results = sweep::par_runs(jobs_or_cores(jobs), tasks.len(), |k| -> Result<SweepRecord, String> {
+        let t = &tasks[k];
+        let s = &scenarios[t.index / seeds.len()];
+        let run = simulate(s, t.seed, firmware, 1, |_, _| {})
+            .map_err(|e| format!("{} = {} seed {}: {e}", range.name, t.value, t.seed))?;
+        let res = check::evaluate(s, &run.sim, &run.summary, &run.series);
+        if let Some(pb) = &pb {
+            pb.inc(1);
+        }
+        Ok(SweepRecord::new(&range.name, t, &run, &res))
+    });
+    if let Some(pb) = &pb {
+        pb.finish_and_clear();
+    }
+    let mut records = Vec::new();
+    match results {
+        Ok(v) => {
+            for r in v {
+                match r {
+                    Ok(rec) => records.push(rec),
+                    Err(e) => return fail("sweep", e),
+                }
+            }
+        }
+        Err(e) => return fail("sweep", e),
+    }
+    let lines: String = records.iter().map(|r| r.to_line() + "\n").collect();
+    let table = sweep::table(&sweep::points(&sweep::merge(records)));
+    match out {
+        Some(dir) => {
+            if let Err(e) = std::fs::create_dir_all(&dir) {
+                return fail("sweep", format!("{}: {e}", dir.display()));
+            }
+            let file =
+                dir.join(format!("sweep-{}-{}-shard{}of{}.jsonl", base.name, range.name, shard.index, shard.count));
+            if let Err(e) = std::fs::write(&file, lines) {
+                return fail("sweep", format!("{}: {e}", file.display()));
+            }
+            print!("{table}");
+            println!("sweep: {} run(s) written to {}", tasks.len(), file.display());
+        }
+        None => {
+            print!("{lines}");
+            eprint!("{table}");
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn cmd_report(paths: &[PathBuf], out: Option<PathBuf>, html: Option<PathBuf>) -> ExitCode {
+    let records = match sweep::read_records(paths) {
+        Ok(r) => sweep::merge(r),
+        Err(e) => return fail("report", e),
+    };
+    if records.is_empty() {
+        return fail("report", "no sweep records found");
+    }
+    let points = sweep::points(&records);
+    print!("{}", sweep::table(&points));
+    if let Some(f) = out {
+        let lines: String = records.iter().map(|r| r.to_line() + "\n").collect();
+        if let Err(e) = std::fs::write(&f, lines) {
+            return fail("report", format!("{}: {e}", f.display()));
+        }
+    }
+    if let Some(f) = html {
+        if let Err(e) = std::fs::write(&f, sweep::report_html(&points)) {
+            return fail("report", format!("{}: {e}", f.display()));
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn cmd_validate(paths: &[PathBuf]) -> ExitCode {
+    let files = match scenario_files(paths) {
+        Ok(f) => f,
+        Err(e) => return fail("validate", e),
+    };
+    let mut bad = 0;
+    for f in &files {
+        match Scenario::load(f) {
+            Ok(s) => println!(
+                "ok {}: {}, {} nodes, {} s, seeds {:?}, {} expectation(s)",
+                f.display(),
+                s.name,
+                s.node_count(),
+                s.duration_s,
+                s.seeds,
+                s.expect.len()
+            ),
+            Err(e) => {
+                eprintln!("krill validate: {e}");
+                bad += 1;
+            }
+        }
+    }
+    if bad == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_BAD_INPUT)
     }
 }

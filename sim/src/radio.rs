@@ -1,7 +1,15 @@
 //! Radio models: BLE advertising between Nanos (ES-11.4 log-distance path
 //! loss, per-link static shadowing, per-packet fading, sensitivity floor,
-//! packet error vs SNR), LoRa SF12 for Dust uplinks (ES-12.4 airtime and
-//! the 1 % duty cycle), and neighbour finding by a spatial grid.
+//! packet error vs SNR, optional collisions on the three advertising
+//! channels with capture), LoRa SF12 for Dust uplinks (ES-12.4 airtime, link
+//! budget against the SF12 demodulation floor, capture at the gateway), and
+//! neighbour finding by a spatial grid.
+//!
+//! Collisions are judged by the receiver alone, in its own event order, with
+//! a [`ReceiverState`]: nodes run in parallel, so a decision may only use what
+//! the receiver has already seen (see its docs for the bias this implies).
+
+use std::collections::VecDeque;
 
 use crate::rng::{Purpose, SimRng};
 use crate::scenario::RadioConfig;
@@ -21,6 +29,35 @@ pub struct Link {
 
 /// Fading beyond this many σ is not considered when finding neighbours.
 const FADING_SIGMAS: f64 = 3.0;
+
+/// The three BLE primary advertising channels (ES-12.2).
+pub const ADV_CHANNELS: [u8; 3] = [37, 38, 39];
+/// ES-12.2 scan interval: a scanner listens on one primary channel per
+/// interval and moves to the next, so two frames overlapping at a receiver
+/// are almost always heard on the same channel.
+pub const SCAN_INTERVAL_US: u64 = 60_000;
+/// A frame survives an overlap when it is at least this much stronger than
+/// every frame it overlaps (co-channel capture, BLE GFSK and LoRa alike).
+pub const CAPTURE_DB: f32 = 6.0;
+/// Longest BLE frame: an extended advertising PDU of 255 bytes.
+pub const BLE_MAX_FRAME: usize = 255;
+/// Longest LoRa uplink at SF12 in EU868 (ES-12.4).
+pub const LORA_MAX_FRAME: usize = 51;
+
+/// LoRa transmit power of a Dust node, dBm (EU868 limit, 14 dBm ERP).
+pub const LORA_TX_DBM: f64 = 14.0;
+/// LoRa noise floor in 125 kHz: −174 dBm/Hz + 10·log10(125 kHz) + 6 dB
+/// receiver noise figure.
+pub const LORA_NOISE_FLOOR_DBM: f64 = -117.0;
+/// Lowest SNR SF12 demodulates (Semtech SX127x datasheet, table 13).
+pub const LORA_SF12_MIN_SNR_DB: f64 = -20.0;
+/// SF12/125 kHz sensitivity: the noise floor plus the demodulation floor.
+pub const LORA_SENSITIVITY_DBM: f64 = LORA_NOISE_FLOOR_DBM + LORA_SF12_MIN_SNR_DB;
+/// EU868's three default uplink channels; a Dust node picks one per uplink.
+pub const LORA_CHANNELS: u8 = 3;
+/// Salt that keeps LoRa shadowing independent of the BLE shadowing of the
+/// same pair (different band, antennas and heights).
+const LORA_SHADOW_SALT: u64 = 0x4C6F_5261_5368_6164;
 
 /// BLE 1M PHY: 8 µs per byte, plus preamble, access address, header and
 /// CRC (1 + 4 + 2 + 3 bytes).
@@ -50,6 +87,15 @@ pub fn ble_packet_error(snr_db: f64, len: usize) -> f64 {
     1.0 - (1.0 - ber).powf(bits)
 }
 
+/// One LoRa uplink as a gateway hears it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LoraRx {
+    /// Received power, dBm (below the BLE `i8` range near the floor).
+    pub rssi_dbm: f32,
+    /// Signal-to-noise ratio, dB.
+    pub snr_db: f32,
+}
+
 /// The static radio picture of a scenario: positions and every usable link.
 pub struct Radio {
     cfg: RadioConfig,
@@ -57,6 +103,13 @@ pub struct Radio {
     links: Vec<Vec<Link>>,
     exponent: f64,
     ref_1m: f64,
+    /// LoRa path loss at 1 m, dB: calibrated so that the mean budget meets
+    /// SF12 sensitivity at `lora_range_m` (`None` when that range is 0).
+    lora_loss_1m: Option<f64>,
+    lora_exponent: f64,
+    /// For the wall losses of LoRa links, computed per uplink (few gateways).
+    world: World,
+    seed: u64,
 }
 
 impl Radio {
@@ -97,7 +150,20 @@ impl Radio {
             }
             links[i].sort_by_key(|l| l.to);
         }
-        Radio { cfg: cfg.clone(), positions: positions.to_vec(), links, exponent, ref_1m }
+        let lora_exponent = f64::from(cal.exponent_outdoor);
+        let lora_loss_1m = (cfg.lora_range_m > 0.0)
+            .then(|| LORA_TX_DBM - LORA_SENSITIVITY_DBM - 10.0 * lora_exponent * cfg.lora_range_m.log10());
+        Radio {
+            cfg: cfg.clone(),
+            positions: positions.to_vec(),
+            links,
+            exponent,
+            ref_1m,
+            lora_loss_1m,
+            lora_exponent,
+            world: world.clone(),
+            seed,
+        }
     }
 
     /// The configuration.
@@ -145,19 +211,217 @@ impl Radio {
         self.cfg.stack_latency_us
     }
 
-    /// Receivers within LoRa range of `from` among `candidates`, nearest first.
+    /// Probability that one frame of `len` bytes crosses `link`: the fading
+    /// distribution integrated against the sensitivity floor and the packet
+    /// error rate (what [`Radio::receive`] draws from), by quadrature.
+    pub fn delivery_probability(&self, link: &Link, len: usize) -> f64 {
+        let mean = f64::from(link.mean_rssi);
+        let ok = |rssi: f64| {
+            if rssi < self.cfg.sensitivity_dbm {
+                0.0
+            } else {
+                1.0 - ble_packet_error(rssi - self.cfg.noise_floor_dbm, len)
+            }
+        };
+        let sd = self.cfg.fading_sd_db;
+        if sd <= 0.0 {
+            return ok(mean);
+        }
+        // Midpoint rule over ±6 σ: the weights sum to 1 within 1e-8.
+        const STEPS: usize = 480;
+        let h = 12.0 / STEPS as f64;
+        let norm = h / (std::f64::consts::TAU).sqrt();
+        (0..STEPS)
+            .map(|k| {
+                let z = -6.0 + (k as f64 + 0.5) * h;
+                norm * (-0.5 * z * z).exp() * ok(mean + sd * z)
+            })
+            .sum::<f64>()
+            .clamp(0.0, 1.0)
+    }
+
+    /// The mean RSSI at which a frame of `len` bytes arrives with
+    /// probability `p` (delivery rises with the mean), dBm, by bisection.
+    pub fn mean_rssi_for_delivery(&self, p: f64, len: usize) -> f64 {
+        let prob = |m: f64| self.delivery_probability(&Link { to: 0, mean_rssi: m as f32, distance_m: 0.0 }, len);
+        let (mut lo, mut hi) = (self.cfg.noise_floor_dbm - 20.0, self.cfg.noise_floor_dbm + 80.0);
+        for _ in 0..40 {
+            let mid = 0.5 * (lo + hi);
+            if prob(mid) >= p {
+                hi = mid;
+            } else {
+                lo = mid;
+            }
+        }
+        hi
+    }
+
+    /// Mean LoRa power of `from`'s uplinks at `to`, dBm: log-distance loss
+    /// with the ES-11.4 outdoor exponent from a 1 m loss calibrated so that
+    /// the budget meets SF12 sensitivity at `lora_range_m`, plus static
+    /// shadowing (reciprocal, independent of BLE's) and wall losses.
+    pub fn lora_mean_rssi(&self, from: u32, to: u32) -> Option<f64> {
+        let loss_1m = self.lora_loss_1m?;
+        let &(x, y) = self.positions.get(from as usize)?;
+        let &(tx, ty) = self.positions.get(to as usize)?;
+        if from == to {
+            return None;
+        }
+        let d = ((x - tx).powi(2) + (y - ty).powi(2)).sqrt().max(1.0);
+        let shadow = self.cfg.shadowing_sd_db * link_normal(self.seed ^ LORA_SHADOW_SALT, from, to);
+        Some(
+            LORA_TX_DBM
+                - loss_1m
+                - 10.0 * self.lora_exponent * d.log10()
+                - shadow
+                - self.world.wall_loss_db((x, y), (tx, ty)),
+        )
+    }
+
+    /// Gateways among `candidates` whose mean LoRa budget from `from`
+    /// reaches SF12 sensitivity (half or more of the uplinks arrive),
+    /// strongest first. Without shadowing this is "within `lora_range_m`",
+    /// nearest first.
     pub fn lora_receivers(&self, from: u32, candidates: &[u32]) -> Vec<u32> {
-        let Some(&(x, y)) = self.positions.get(from as usize) else { return Vec::new() };
         let mut v: Vec<(f64, u32)> = candidates
             .iter()
             .filter_map(|&c| {
-                let (cx, cy) = *self.positions.get(c as usize)?;
-                let d = ((x - cx).powi(2) + (y - cy).powi(2)).sqrt();
-                (c != from && d <= self.cfg.lora_range_m).then_some((d, c))
+                let p = self.lora_mean_rssi(from, c)?;
+                (p >= LORA_SENSITIVITY_DBM).then_some((p, c))
             })
             .collect();
-        v.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        v.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
         v.into_iter().map(|(_, c)| c).collect()
+    }
+
+    /// One uplink from `from` at gateway `to`: per-packet fading drawn from
+    /// the sender's stream; lost below the SF12 demodulation floor.
+    pub fn lora_receive(&self, from: u32, to: u32, rng: &mut SimRng) -> Option<LoraRx> {
+        let mean = self.lora_mean_rssi(from, to)?;
+        let rssi = mean + self.cfg.fading_sd_db * rng.normal();
+        let snr = rssi - LORA_NOISE_FLOOR_DBM;
+        (snr >= LORA_SF12_MIN_SNR_DB).then_some(LoraRx { rssi_dbm: rssi as f32, snr_db: snr as f32 })
+    }
+}
+
+/// The EU868 channel of one uplink, drawn by the sender.
+pub fn lora_channel(rng: &mut SimRng) -> u8 {
+    rng.below(u64::from(LORA_CHANNELS)) as u8
+}
+
+/// The primary advertising channel `receiver` scans at `t_us`: scanners
+/// rotate 37 → 38 → 39 once per [`SCAN_INTERVAL_US`], each from its own
+/// phase.
+pub fn scan_channel(receiver: u32, t_us: u64) -> u8 {
+    let k = (t_us / SCAN_INTERVAL_US + u64::from(receiver)) % 3;
+    ADV_CHANNELS[k as usize]
+}
+
+/// One transmission heard (or sent) at a receiver.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct OnAir {
+    start_us: u64,
+    end_us: u64,
+    channel: u8,
+    rssi: f32,
+}
+
+/// What a receiver has heard lately, to decide collisions.
+///
+/// Frames reach a receiver as events at the end of their airtime, in time
+/// order; the receiver calls [`ReceiverState::admit`] for each. A frame is
+/// lost if it overlaps, on the same channel, a frame already heard that it
+/// does not beat by [`CAPTURE_DB`], or a transmission of the receiver itself
+/// (half duplex, see [`ReceiverState::transmitting`]). Every frame is
+/// remembered, lost or not: it was energy on the air.
+///
+/// Only the past is known at a delivery, so of two overlapping frames the
+/// one that ends first has already been passed on when the second arrives:
+/// the second is lost unless it captures, the first always survives. Real
+/// radios lose both when neither captures, so this model under-counts
+/// collision losses by up to half. Deciding both would need a second event
+/// per frame at its start; the bias is the price of one event per delivery.
+/// Frames the radio model already dropped (fading, bit errors) are never
+/// delivered, so they interfere with nothing.
+#[derive(Clone, Debug)]
+pub struct ReceiverState {
+    heard: VecDeque<OnAir>,
+    own: VecDeque<(u64, u64)>,
+    /// Longest frame expected, µs: older records cannot overlap new frames.
+    horizon_us: u64,
+    /// Frames lost to an overlap.
+    pub collided: u64,
+    /// Frames that survived an overlap by capture.
+    pub captured: u64,
+    /// Frames lost because the receiver was transmitting.
+    pub deaf: u64,
+}
+
+impl ReceiverState {
+    /// A receiver for frames no longer than `horizon_us` of airtime.
+    pub fn new(horizon_us: u64) -> Self {
+        ReceiverState { heard: VecDeque::new(), own: VecDeque::new(), horizon_us, collided: 0, captured: 0, deaf: 0 }
+    }
+
+    /// A BLE scanner (frames up to [`BLE_MAX_FRAME`] bytes).
+    pub fn ble() -> Self {
+        Self::new(ble_airtime_us(BLE_MAX_FRAME))
+    }
+
+    /// A LoRa gateway (uplinks up to [`LORA_MAX_FRAME`] bytes at SF12).
+    pub fn lora() -> Self {
+        Self::new(lora_sf12_airtime_us(LORA_MAX_FRAME))
+    }
+
+    /// Decides the frame on air from `start_us` to `end_us` (its delivery
+    /// time) on `channel` at `rssi` dBm: `true` if it is received. Call in
+    /// delivery order.
+    pub fn admit(&mut self, start_us: u64, end_us: u64, channel: u8, rssi: f32) -> bool {
+        let keep_from = end_us.saturating_sub(self.horizon_us);
+        while self.heard.front().is_some_and(|h| h.end_us <= keep_from) {
+            self.heard.pop_front();
+        }
+        while self.own.front().is_some_and(|&(_, e)| e <= keep_from) {
+            self.own.pop_front();
+        }
+        let overlaps = |s: u64, e: u64| s < end_us && start_us < e;
+        let deaf = self.own.iter().any(|&(s, e)| overlaps(s, e));
+        let (mut overlapped, mut beaten) = (false, false);
+        for h in self.heard.iter().filter(|h| h.channel == channel && overlaps(h.start_us, h.end_us)) {
+            overlapped = true;
+            beaten |= rssi < h.rssi + CAPTURE_DB;
+        }
+        // Deliveries come in end order; keep `heard` sorted by end anyway so
+        // pruning stays correct if a caller admits out of order.
+        let rec = OnAir { start_us, end_us, channel, rssi };
+        let at = self.heard.partition_point(|h| h.end_us <= end_us);
+        self.heard.insert(at, rec);
+        if deaf {
+            self.deaf += 1;
+            false
+        } else if beaten {
+            self.collided += 1;
+            false
+        } else {
+            self.captured += u64::from(overlapped);
+            true
+        }
+    }
+
+    /// A BLE frame of `len` bytes delivered to `receiver` at `now_us` at
+    /// `rssi`: its airtime ends now, and it is heard on the channel the
+    /// receiver scans when it starts.
+    pub fn admit_ble(&mut self, receiver: u32, now_us: u64, len: usize, rssi: i8) -> bool {
+        let start = now_us.saturating_sub(ble_airtime_us(len));
+        self.admit(start, now_us, scan_channel(receiver, start), f32::from(rssi))
+    }
+
+    /// The receiver itself is on air from `start_us` to `end_us` (half
+    /// duplex): frames overlapping it are lost. Call when it transmits; the
+    /// interval may lie in the future.
+    pub fn transmitting(&mut self, start_us: u64, end_us: u64) {
+        let at = self.own.partition_point(|&(_, e)| e <= end_us);
+        self.own.insert(at, (start_us, end_us));
     }
 }
 
@@ -279,5 +543,88 @@ mod tests {
         let last = ratio(&links[links.len() - 1], &mut rng);
         assert!(first > 1990, "{first}");
         assert!(last < first, "{last} vs {first}");
+    }
+
+    #[test]
+    fn delivery_probability_matches_the_draws() {
+        let r = line(40, 1.5, &RadioConfig { shadowing_sd_db: 0.0, ..RadioConfig::default() });
+        let mut rng = SimRng::stream(5, Purpose::Radio, 0);
+        for l in r.links(0) {
+            let p = r.delivery_probability(l, 90);
+            let n = 4000;
+            let got = (0..n).filter(|_| r.receive(l, 90, &mut rng).is_some()).count() as f64 / n as f64;
+            assert!((p - got).abs() < 0.03, "{} m: analytic {p} vs drawn {got}", l.distance_m);
+        }
+    }
+
+    #[test]
+    fn equal_overlapping_frames_collide_and_a_strong_one_captures() {
+        let mut rx = ReceiverState::new(3_000);
+        assert!(rx.admit(0, 1_000, 37, -70.0));
+        // Overlaps the first at equal power: lost.
+        assert!(!rx.admit(500, 1_500, 37, -70.0));
+        // Overlaps the second only, 6 dB stronger: captured.
+        assert!(rx.admit(1_200, 2_000, 37, -64.0));
+        // Another channel or no overlap: received.
+        assert!(rx.admit(1_900, 2_500, 38, -90.0));
+        assert!(rx.admit(2_600, 3_000, 37, -90.0));
+        // 5 dB stronger than a frame it overlaps is not enough.
+        assert!(!rx.admit(2_900, 3_100, 37, -85.5));
+        assert_eq!((rx.collided, rx.captured, rx.deaf), (2, 1, 0));
+    }
+
+    #[test]
+    fn a_transmitting_receiver_is_deaf_and_old_records_expire() {
+        let mut rx = ReceiverState::new(1_000);
+        rx.transmitting(10_000, 10_400);
+        assert!(!rx.admit(9_900, 10_100, 37, -40.0));
+        assert!(rx.admit(10_400, 10_900, 37, -60.0));
+        assert_eq!(rx.deaf, 1);
+        for k in 0..100u64 {
+            assert!(rx.admit(20_000 + k * 2_000, 20_500 + k * 2_000, 37, -60.0));
+        }
+        assert!(rx.heard.len() <= 2 && rx.own.is_empty(), "{}", rx.heard.len());
+    }
+
+    #[test]
+    fn scanners_rotate_over_the_three_channels() {
+        let seen: Vec<u8> = (0..3).map(|k| scan_channel(0, k * SCAN_INTERVAL_US + 5)).collect();
+        assert_eq!(seen, vec![37, 38, 39]);
+        assert_ne!(scan_channel(0, 5), scan_channel(1, 5));
+    }
+
+    #[test]
+    fn lora_budget_meets_sensitivity_at_the_configured_range() {
+        let cfg = RadioConfig { shadowing_sd_db: 0.0, lora_range_m: 2_000.0, ..RadioConfig::default() };
+        let pos = vec![(0.0, 0.0), (500.0, 0.0), (1_999.0, 0.0), (2_001.0, 0.0), (-1_000.0, 0.0)];
+        let r = Radio::new(&cfg, &World::new(&WorldConfig::default()), &pos, &[0.0; 5], 1);
+        let at_range = r.lora_mean_rssi(0, 2).unwrap_or(f64::NAN);
+        assert!((at_range - LORA_SENSITIVITY_DBM).abs() < 0.01, "{at_range}");
+        // Without shadowing: the old range check, nearest first.
+        assert_eq!(r.lora_receivers(0, &[0, 1, 2, 3, 4]), vec![1, 4, 2]);
+        // Outdoor exponent: 20·log10(2)·1.1 ≈ 6.6 dB per halving of distance.
+        let near = r.lora_mean_rssi(0, 4).unwrap_or(f64::NAN);
+        assert!((near - at_range - 22.0 * (2.0f64).log10()).abs() < 0.05, "{near}");
+        // Per packet: SNR is rssi − noise, and at the range edge about half arrive.
+        let mut rng = SimRng::stream(2, Purpose::Radio, 0);
+        let got = (0..4000).filter_map(|_| r.lora_receive(0, 2, &mut rng)).collect::<Vec<_>>();
+        assert!((1_800..2_200).contains(&got.len()), "{}", got.len());
+        assert!(got.iter().all(|x| (x.snr_db - (x.rssi_dbm - LORA_NOISE_FLOOR_DBM as f32)).abs() < 1e-3));
+        assert!(got.iter().all(|x| f64::from(x.snr_db) >= LORA_SF12_MIN_SNR_DB));
+        let zero = RadioConfig { lora_range_m: 0.0, ..cfg };
+        let r0 = Radio::new(&zero, &World::new(&WorldConfig::default()), &pos, &[0.0; 5], 1);
+        assert!(r0.lora_receivers(0, &[1, 2]).is_empty());
+    }
+
+    #[test]
+    fn lora_uplinks_capture_at_the_gateway() {
+        let air = lora_sf12_airtime_us(20);
+        let mut gw = ReceiverState::lora();
+        assert!(gw.admit(0, air, 0, -120.0));
+        // Half a second later on the same channel, 10 dB stronger: captured.
+        assert!(gw.admit(500_000, 500_000 + air, 0, -110.0));
+        // Same channel, weaker: lost; another channel: fine.
+        assert!(!gw.admit(600_000, 600_000 + air, 0, -118.0));
+        assert!(gw.admit(700_000, 700_000 + air, 2, -130.0));
     }
 }

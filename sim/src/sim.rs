@@ -632,7 +632,7 @@ impl Simulation {
                     let short_id = match gw {
                         Some(g) => {
                             dust_of_gateway.entry(g).or_default().push((i as u32, id));
-                            (dust_of_gateway[&g].len()) as u16
+                            (dust_of_gateway[&g].len() - 1) as u16
                         }
                         None => 0,
                     };
@@ -705,7 +705,7 @@ impl Simulation {
         let pubkeys: Vec<PublicKey> = identities.iter().map(|id| id.public_key()).collect();
         // Gateways and Full nodes first, then the strongest links: a Nano's
         // key table holds MAX_NEIGHBORS keys (ES-1.2).
-        for i in 0..n {
+        for (i, node) in nodes.iter_mut().enumerate() {
             let mut links: Vec<&crate::radio::Link> = radio.links(i as u32).iter().collect();
             links.sort_by(|a, b| b.mean_rssi.total_cmp(&a.mean_rssi).then(a.to.cmp(&b.to)));
             let mut heard: Vec<u32> = fulls.iter().chain(&gateways).copied().collect();
@@ -713,7 +713,7 @@ impl Simulation {
             let mut seen = std::collections::BTreeSet::new();
             for j in heard {
                 if j as usize != i && seen.insert(j) {
-                    nodes[i].fw.register_peer(pubkeys[j as usize]);
+                    node.fw.register_peer(pubkeys[j as usize]);
                 }
             }
         }

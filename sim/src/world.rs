@@ -12,6 +12,8 @@ use krill_core::types::Reading;
 pub struct World {
     fields: Vec<FieldConfig>,
     zones: Vec<Zone>,
+    /// Radio walls: distinct x with their attenuation, dB.
+    walls: Vec<(f64, f64)>,
 }
 
 /// A value typical of a quantity, for quantities without a field.
@@ -28,7 +30,20 @@ fn typical(q: Quantity) -> f64 {
 impl World {
     /// The world of a scenario.
     pub fn new(cfg: &WorldConfig) -> Self {
-        World { fields: cfg.fields.clone(), zones: cfg.zones.clone() }
+        // One physical wall is usually declared in every field it splits
+        // (temperature and humidity both step at it); it attenuates once.
+        let mut walls: Vec<(f64, f64)> = Vec::new();
+        for f in &cfg.fields {
+            for e in &f.events {
+                if let WorldEvent::Wall { x, attenuation_db, .. } = e {
+                    match walls.iter_mut().find(|w| (w.0 - x).abs() < 1e-9) {
+                        Some(w) => w.1 = w.1.max(*attenuation_db),
+                        None => walls.push((*x, *attenuation_db)),
+                    }
+                }
+            }
+        }
+        World { fields: cfg.fields.clone(), zones: cfg.zones.clone(), walls }
     }
 
     /// The named zones.
@@ -64,13 +79,17 @@ impl World {
                 if dt < 0.0 {
                     return 0.0;
                 }
+                let falloff = falloff_m.max(1e-3);
                 let front = growth_m_per_s * dt;
                 let d = ((x - at.0).powi(2) + (y - at.1).powi(2)).sqrt();
-                if d <= front {
-                    *peak
-                } else {
-                    peak * (-(d - front) / falloff_m.max(1e-3)).exp()
-                }
+                let shape = if d <= front { 1.0 } else { (-(d - front) / falloff).exp() };
+                // The seat builds up over the time the front takes to cross
+                // one fall-off length, so no point warms faster than
+                // peak·growth/falloff (a spreading fire does not jump to its
+                // peak in one reading); a fire that does not spread is there
+                // at once.
+                let build = if *growth_m_per_s > 0.0 { 1.0 - (-dt * growth_m_per_s / falloff).exp() } else { 1.0 };
+                peak * build * shape
             }
             WorldEvent::HvacStep { zone, start_s, delta, tau_s } => {
                 let dt = t_s - *start_s as f64;
@@ -125,19 +144,11 @@ impl World {
         pull
     }
 
-    /// Radio loss of the walls crossed between two points, dB.
+    /// Radio loss of the walls crossed between two points, dB. A wall
+    /// named in several fields counts once, with its largest attenuation;
+    /// an open door does not lower it (the link table is static).
     pub fn wall_loss_db(&self, a: (f64, f64), b: (f64, f64)) -> f64 {
-        let mut loss = 0.0;
-        for f in &self.fields {
-            for e in &f.events {
-                if let WorldEvent::Wall { x, attenuation_db, .. } = e {
-                    if (a.0 - x) * (b.0 - x) < 0.0 {
-                        loss += attenuation_db;
-                    }
-                }
-            }
-        }
-        loss
+        self.walls.iter().filter(|(x, _)| (a.0 - x) * (b.0 - x) < 0.0).map(|(_, db)| db).sum()
     }
 
     /// Index of the first zone containing `(x, y)`.
@@ -209,9 +220,29 @@ mod tests {
         let w = world(vec![fire]);
         let t = |x, s| w.truth(Quantity::Temperature, x, 0.0, s) - 0.1 * x - 20.0;
         assert_eq!(t(20.0, 50.0), 0.0);
-        assert!(t(20.0, 150.0) < 10.0);
-        assert!((t(20.0, 400.0) - 300.0).abs() < 1e-9);
+        // 50 s in (one build-up time, 5 m / 0.1 m/s), the front is 5 m out:
+        // 15 m beyond it is three fall-off lengths.
+        let built = |s: f64| 1.0 - (-(s - 100.0) / 50.0).exp();
+        assert!((t(20.0, 150.0) - 300.0 * built(150.0) * (-3.0f64).exp()).abs() < 1e-9);
+        assert!((t(20.0, 400.0) - 300.0 * built(400.0)).abs() < 1e-9);
         assert!(t(10.0, 150.0) > t(20.0, 150.0));
+        assert!(t(0.0, 101.0) < 10.0, "the seat builds up, it does not jump");
+    }
+
+    #[test]
+    fn no_point_warms_faster_than_peak_growth_over_falloff() {
+        let fire = WorldEvent::Fire { at: (0.0, 0.0), start_s: 0, growth_m_per_s: 0.02, peak: 60.0, falloff_m: 4.0 };
+        let w = world(vec![fire]);
+        let bound = 60.0 * 0.02 / 4.0;
+        let mut fastest: f64 = 0.0;
+        for d in [0.0, 1.0, 3.0, 7.0, 15.0, 30.0] {
+            for k in 0..3_000 {
+                let s = f64::from(k);
+                let rate = w.truth(Quantity::Temperature, d, 0.0, s + 1.0) - w.truth(Quantity::Temperature, d, 0.0, s);
+                fastest = fastest.max(rate);
+            }
+        }
+        assert!(fastest <= bound + 1e-9 && fastest > 0.9 * bound, "{fastest} vs {bound}");
     }
 
     #[test]
@@ -234,6 +265,50 @@ mod tests {
         assert!((step(0.0, 5_000.0) - 6.0).abs() < 1e-6);
         assert_eq!(w.wall_loss_db((0.0, 0.0), (100.0, 0.0)), 10.0);
         assert_eq!(w.wall_loss_db((0.0, 0.0), (40.0, 0.0)), 0.0);
+    }
+
+    #[test]
+    fn a_wall_in_two_fields_attenuates_once_and_two_walls_add() {
+        let wall = |x| WorldEvent::Wall { x, delta: 1.0, attenuation_db: 8.0 };
+        let field = |q, events| FieldConfig {
+            quantity: q,
+            base: 0.0,
+            gradient: (0.0, 0.0),
+            diurnal_amplitude: 0.0,
+            noise_sd: 0.0,
+            bias_sd: 0.0,
+            events,
+        };
+        let w = World::new(&WorldConfig {
+            fields: vec![
+                field(Quantity::Temperature, vec![wall(10.0), wall(20.0)]),
+                field(Quantity::Humidity, vec![wall(10.0)]),
+            ],
+            zones: vec![],
+        });
+        assert_eq!(w.wall_loss_db((0.0, 0.0), (15.0, 5.0)), 8.0);
+        assert_eq!(w.wall_loss_db((25.0, 0.0), (0.0, 0.0)), 16.0);
+        assert_eq!(w.wall_loss_db((11.0, 0.0), (19.0, 0.0)), 0.0);
+        // The step is per field: humidity steps at 10 only.
+        assert_eq!(w.truth(Quantity::Humidity, 25.0, 0.0, 0.0), 1.0);
+        assert_eq!(w.truth(Quantity::Temperature, 25.0, 0.0, 0.0), 2.0);
+    }
+
+    #[test]
+    fn door_mixing_relaxes_after_closing_and_ignores_other_walls() {
+        let wall = WorldEvent::Wall { x: 50.0, delta: 6.0, attenuation_db: 0.0 };
+        let door = |x| WorldEvent::Door { x, y0: 0.0, y1: 100.0, open_s: 0, close_s: 600, reach_m: 20.0, tau_s: 100.0 };
+        let w = world(vec![wall.clone(), door(50.0)]);
+        let step = |t| w.truth(Quantity::Temperature, 51.0, 50.0, t) - w.truth(Quantity::Temperature, 49.0, 50.0, t);
+        let (open, closed_long) = (step(600.0), step(5_000.0));
+        assert!(open < 1.5, "{open}");
+        assert!((closed_long - 6.0 - 0.2).abs() < 0.05, "{closed_long}");
+        assert!(step(700.0) > open && step(700.0) < closed_long);
+        // A door in another wall leaves this one's step alone.
+        let w2 = world(vec![wall, door(30.0)]);
+        let s2 =
+            w2.truth(Quantity::Temperature, 51.0, 50.0, 300.0) - w2.truth(Quantity::Temperature, 49.0, 50.0, 300.0);
+        assert!((s2 - 6.2).abs() < 1e-9, "{s2}");
     }
 
     #[test]

@@ -276,11 +276,30 @@ pub fn gc_score(weight: Weight, timestamp: Timestamp, now: Timestamp) -> u64 {
 }
 
 /// A node's local DAG with room for `N` entries.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct LocalDag<const N: usize = MAX_DAG_ENTRIES> {
     entries: heapless::Vec<DagEntry, N>,
+    /// [`hash_key`] of each entry, index for index: the duplicate check of
+    /// every append scans these 2 N bytes instead of 64 N bytes of entries
+    /// (it was half of a simulated Nano's time).
+    keys: heapless::Vec<u16, N>,
     skew: u32,
 }
+
+impl<const N: usize> core::fmt::Debug for LocalDag<N> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("LocalDag").field("entries", &self.entries).field("skew", &self.skew).finish()
+    }
+}
+
+/// The first two bytes of an entry hash, as [`LocalDag`] indexes them.
+fn hash_key(h: &Hash20) -> u16 {
+    u16::from_le_bytes([h.0[0], h.0[1]])
+}
+
+/// Keys compared per step of [`LocalDag::contains`]: a block without an
+/// early exit inside compiles to vector compares.
+const KEY_BLOCK: usize = 32;
 
 impl<const N: usize> Default for LocalDag<N> {
     fn default() -> Self {
@@ -291,7 +310,7 @@ impl<const N: usize> Default for LocalDag<N> {
 impl<const N: usize> LocalDag<N> {
     /// An empty DAG with the default skew tolerance.
     pub fn new() -> Self {
-        LocalDag { entries: heapless::Vec::new(), skew: DEFAULT_SKEW_TOLERANCE }
+        LocalDag { entries: heapless::Vec::new(), keys: heapless::Vec::new(), skew: DEFAULT_SKEW_TOLERANCE }
     }
 
     /// Sets how far ahead of `now` an entry may be stamped (seconds).
@@ -327,7 +346,30 @@ impl<const N: usize> LocalDag<N> {
 
     /// True when an entry with this hash is held.
     pub fn contains(&self, hash: &Hash20) -> bool {
-        self.entries.iter().any(|e| e.hash == *hash)
+        let key = hash_key(hash);
+        let mut base = 0;
+        for block in self.keys.chunks(KEY_BLOCK) {
+            if block.iter().fold(false, |hit, k| hit | (*k == key)) {
+                let held = block
+                    .iter()
+                    .zip(base..)
+                    .any(|(k, i)| *k == key && self.entries.get(i).is_some_and(|e| e.hash == *hash));
+                if held {
+                    return true;
+                }
+            }
+            base += block.len();
+        }
+        false
+    }
+
+    /// Rebuilds [`LocalDag::keys`] after entries were removed or reordered.
+    fn reindex(&mut self) {
+        self.keys.clear();
+        for e in &self.entries {
+            // Both have room for N.
+            let _ = self.keys.push(hash_key(&e.hash));
+        }
     }
 
     /// The newest entry of `device`.
@@ -389,7 +431,9 @@ impl<const N: usize> LocalDag<N> {
             next.parent_hash = entry.hash;
         }
         // After a GC at least a quarter of N is free (N > 0), so this fits.
-        let _ = self.entries.insert(pos, entry);
+        if self.entries.insert(pos, entry).is_ok() {
+            let _ = self.keys.insert(pos, hash_key(&entry.hash));
+        }
     }
 
     /// ES-5.2 `dag_gc` at the receiver's `now`: drops entries older than
@@ -415,6 +459,9 @@ impl<const N: usize> LocalDag<N> {
                     .then_with(|| a.hash.cmp(&b.hash))
             });
         }
+        if self.entries.len() != before || by_score > 0 {
+            self.reindex();
+        }
         GcReport { by_time, by_score }
     }
 
@@ -423,6 +470,9 @@ impl<const N: usize> LocalDag<N> {
     pub fn invalidate_device(&mut self, device: DeviceId) -> usize {
         let before = self.entries.len();
         self.entries.retain(|e| e.device != device);
+        if self.entries.len() != before {
+            self.reindex();
+        }
         before - self.entries.len()
     }
 
@@ -623,6 +673,32 @@ mod tests {
         assert!(d.latest_by_device(dev(1)).is_none());
     }
 
+    #[test]
+    fn contains_is_exact_when_index_keys_collide() {
+        let mut d = LocalDag::<512>::new();
+        let mut seen: Vec<(u16, Trace)> = Vec::new();
+        let twin = (0..2000u32).map(|i| tr((i % 200) as u8, T0 + i / 200, (i / 200) as u8, 100)).find_map(|t| {
+            let k = hash_key(&t.hash());
+            match seen.iter().find(|(sk, _)| *sk == k) {
+                Some((_, first)) => Some((*first, t)),
+                None => {
+                    seen.push((k, t));
+                    None
+                }
+            }
+        });
+        let (first, second) = twin.expect("2000 hashes share a 16-bit key somewhere");
+        assert_ne!(first.hash(), second.hash());
+        d.append(&first, T0 + 10).unwrap();
+        assert!(d.contains(&first.hash()));
+        assert!(!d.contains(&second.hash()), "same key, different hash");
+        d.append(&second, T0 + 10).unwrap();
+        assert!(d.contains(&second.hash()));
+        assert_eq!(d.invalidate_device(first.device), 1);
+        assert!(!d.contains(&first.hash()));
+        assert!(d.contains(&second.hash()));
+    }
+
     proptest! {
         #[test]
         fn entry_bytes_round_trip(bytes in proptest::collection::vec(any::<u8>(), 62)) {
@@ -644,7 +720,10 @@ mod tests {
                 for pair in d.entries().windows(2) {
                     prop_assert!(!is_after(pair[0].timestamp, pair[1].timestamp));
                 }
+                let keys: Vec<u16> = d.entries().iter().map(|e| hash_key(&e.hash)).collect();
+                prop_assert_eq!(&d.keys[..], &keys[..]);
                 for e in d.entries() {
+                    prop_assert!(d.contains(&e.hash));
                     prop_assert!(e.hash_is_valid());
                     if let Some(p) = d.entries().iter().find(|p| p.hash == e.parent_hash) {
                         prop_assert_eq!(p.device, e.device);

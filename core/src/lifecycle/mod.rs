@@ -39,8 +39,8 @@ pub use budget::{rejection_cap, RejectionBudget, RejectionCapped};
 pub use node::{NodeConfig, NodeEvent, NodeLifecycle, OwnState, SENSOR_FAULT_LIMIT};
 pub use subject::{Cluster, DeviationSample, SubjectEvent, SubjectRecord, SubjectState, DEVIATION_HISTORY};
 pub use vote::{
-    evaluate_inflammation_locally, handle_consistency_result, ActiveQuery, ConsistencyEvent, DropReason, Tally,
-    VoteOutcome,
+    evaluate_inflammation_locally, evaluate_inflammation_with_history, handle_consistency_result, ActiveQuery,
+    ConsistencyEvent, DropReason, LocalHistory, Tally, VoteOutcome, MIN_UNEXPLAINED_STEPS,
 };
 
 use crate::types::{DeviceId, QuantityType, Reading, Weight};

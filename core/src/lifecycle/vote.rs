@@ -196,6 +196,63 @@ pub fn evaluate_inflammation_locally(
     }
 }
 
+/// What a responder remembers besides the two readings: the suspect's
+/// learned level and spread, and its own recent level, physical units.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct LocalHistory {
+    /// Mean of the suspect's frozen baseline (or learned profile).
+    pub suspect_mean: f32,
+    /// Its standard deviation.
+    pub suspect_sigma: f32,
+    /// The responder's own slow average of the same quantity.
+    pub own_mean: f32,
+}
+
+/// Smallest shift, in reading steps, that a responder calls a change the
+/// suspect saw alone (0.5 °C, 5 hPa, 50 ppm CO₂): quantisation and sensor
+/// bias stay well under it.
+pub const MIN_UNEXPLAINED_STEPS: f32 = 50.0;
+
+/// [`evaluate_inflammation_locally`] with memory (SPEC-NOTES 42, refined in
+/// `docs/spec-deviations.md`): the ES-4.1 check alone allows tens of
+/// degrees over ten metres, so a physically possible lie would always be
+/// "seen" by every responder. With a history, the responder asks whether
+/// its own readings moved with the suspect's: the suspect's shift from its
+/// baseline, minus our own shift from our slow average, is what we cannot
+/// explain; if that is at least 2σ of the suspect, [`MIN_UNEXPLAINED_STEPS`]
+/// and half the suspect's shift, we contradict. A real event near both of
+/// us moves both and is seen; a lie (or a fire only the suspect is next to,
+/// when we are far) is contradicted.
+pub fn evaluate_inflammation_with_history(
+    my_reading: Option<Reading>,
+    suspect_reading: Reading,
+    quantity: QuantityType,
+    distance_cm: u32,
+    time_delta_ms: u32,
+    history: Option<LocalHistory>,
+) -> Verdict {
+    let physics = evaluate_inflammation_locally(my_reading, suspect_reading, quantity, distance_cm, time_delta_ms);
+    let (Verdict::SeesChange, Some(h), Some(mine)) = (physics, history, my_reading) else {
+        return physics;
+    };
+    if !(h.suspect_mean.is_finite() && h.suspect_sigma.is_finite() && h.own_mean.is_finite()) {
+        return physics;
+    }
+    let shift = quantity.to_value(suspect_reading) - h.suspect_mean;
+    let own_shift = quantity.to_value(mine) - h.own_mean;
+    let unexplained = libm::fabsf(shift - own_shift);
+    let step = quantity.scale().unit_per_step;
+    let floor = (crate::types::sigma_tenths(crate::types::SIGMA_INFLAMMATION) * h.suspect_sigma)
+        .max(MIN_UNEXPLAINED_STEPS * step)
+        .max(0.5 * libm::fabsf(shift));
+    if unexplained >= floor {
+        Verdict::ContradictsSuspect
+    } else {
+        Verdict::SeesChange
+    }
+}
+
 /// Where a consistency verdict goes (ES-10.3 `handle_consistency_result`).
 #[derive(Clone, Copy, Debug, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
@@ -238,6 +295,41 @@ mod tests {
     use super::*;
     use crate::wire::immune::InflammationReplyV2;
     use proptest::prelude::*;
+
+    const TEMP: QuantityType = QuantityType::Temperature;
+
+    fn hist(suspect_mean: f32, own_mean: f32) -> Option<LocalHistory> {
+        Some(LocalHistory { suspect_mean, suspect_sigma: 0.05, own_mean })
+    }
+
+    #[test]
+    fn a_lie_only_the_suspect_tells_is_contradicted() {
+        // Suspect used to read 22 °C and now says 30; we still read 22.
+        let v = evaluate_inflammation_with_history(Some(2200), 3000, TEMP, 1_000, 0, hist(22.0, 22.0));
+        assert_eq!(v, Verdict::ContradictsSuspect);
+        // Without history the ES-4.1 check alone finds 8 °C at 10 m consistent.
+        assert_eq!(evaluate_inflammation_locally(Some(2200), 3000, TEMP, 1_000, 0), Verdict::SeesChange);
+    }
+
+    #[test]
+    fn a_change_we_share_is_seen() {
+        // A fire: the suspect rose 5 °C, we rose 4 °C.
+        let v = evaluate_inflammation_with_history(Some(2600), 2700, TEMP, 1_000, 0, hist(22.0, 22.0));
+        assert_eq!(v, Verdict::SeesChange);
+        // Small shifts (bias, quantisation) are never held against anyone.
+        let v = evaluate_inflammation_with_history(Some(2200), 2240, TEMP, 1_000, 0, hist(22.0, 22.0));
+        assert_eq!(v, Verdict::SeesChange);
+    }
+
+    #[test]
+    fn history_never_overrides_physics_or_abstention() {
+        assert_eq!(evaluate_inflammation_with_history(None, 3000, TEMP, 1_000, 0, hist(22.0, 22.0)), Verdict::Abstain);
+        // Impossible suspect reading: contradicted whatever the history says.
+        let v = evaluate_inflammation_with_history(Some(2200), i16::MAX, TEMP, 1_000, 0, hist(300.0, 22.0));
+        assert_eq!(v, Verdict::ContradictsSuspect);
+        let nan = Some(LocalHistory { suspect_mean: f32::NAN, suspect_sigma: 0.1, own_mean: 22.0 });
+        assert_eq!(evaluate_inflammation_with_history(Some(2200), 3000, TEMP, 1_000, 0, nan), Verdict::SeesChange);
+    }
 
     fn id(b: u8) -> DeviceId {
         DeviceId([b; 8])

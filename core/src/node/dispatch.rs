@@ -400,6 +400,22 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
         }
     }
 
+    /// What we learned of `suspect` (its baseline, else a profile with
+    /// enough samples) and our own slow average, for a vote reply.
+    fn history_of(&self, suspect: DeviceId, quantity: QuantityType) -> Option<lifecycle::LocalHistory> {
+        let s = self.subject(suspect)?;
+        let p = s.baseline().or(s.profile())?;
+        if p.quantity != quantity || p.value_count < self.cfg.min_profile_samples {
+            return None;
+        }
+        let own = self.own_trend.filter(|t| t.quantity == quantity)?;
+        Some(lifecycle::LocalHistory {
+            suspect_mean: p.value_mean,
+            suspect_sigma: libm::sqrtf(p.value_var.max(0.0)),
+            own_mean: own.mean,
+        })
+    }
+
     /// INFLAMMATION_QUERY: judge the suspect's reading against our own of
     /// the same quantity and answer the querier (ES-10.3, SPEC-NOTES 42).
     fn on_query(&mut self, now: Now, sender: DeviceId, q: &InflammationQuery, out: &mut impl Sink) {
@@ -410,12 +426,14 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
         let distance = self.distance_to(q.suspect_id);
         let time_delta_ms =
             mine.map_or(0, |(_, ts)| (q.timestamp.wrapping_sub(ts) as i32).unsigned_abs().saturating_mul(1000));
-        let verdict = lifecycle::evaluate_inflammation_locally(
+        let history = self.history_of(q.suspect_id, q.quantity);
+        let verdict = lifecycle::evaluate_inflammation_with_history(
             mine.map(|(r, _)| r),
             q.suspect_reading,
             q.quantity,
             distance.cm,
             time_delta_ms,
+            history,
         );
         let reply = InflammationReply {
             suspect_id: q.suspect_id,

@@ -283,6 +283,35 @@ pub struct Node<
     peers: dispatch::PeerEvidence<N>,
     enroll: enroll::EnrollState<N>,
     batches: batch::Outbox<N>,
+    own_trend: Option<OwnTrend>,
+}
+
+/// Time constant of [`OwnTrend`], ms: slow enough that a change of the last
+/// minutes still stands out against it when a vote asks.
+const OWN_TREND_TAU_MS: f32 = 3_600_000.0;
+
+/// A slow exponential average of our own readings: the level an inflammation
+/// responder compares its current reading with
+/// ([`lifecycle::evaluate_inflammation_with_history`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct OwnTrend {
+    quantity: QuantityType,
+    mean: f32,
+    last_ms: u64,
+}
+
+impl OwnTrend {
+    fn update(trend: &mut Option<OwnTrend>, quantity: QuantityType, value: f32, now_ms: u64) {
+        match trend {
+            Some(t) if t.quantity == quantity => {
+                let dt = now_ms.saturating_sub(t.last_ms) as f32;
+                let a = 1.0 - libm::expf(-dt / OWN_TREND_TAU_MS);
+                t.mean += a * (value - t.mean);
+                t.last_ms = now_ms;
+            }
+            _ => *trend = Some(OwnTrend { quantity, mean: value, last_ms: now_ms }),
+        }
+    }
 }
 
 /// What the node believes krill_dag holds (image plus appended log): the
@@ -397,6 +426,7 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
             peers: dispatch::PeerEvidence::default(),
             enroll: enroll_state,
             batches: batch::Outbox::new(now.unix_s),
+            own_trend: None,
         }
     }
 
@@ -817,6 +847,7 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
             out.push(Action::Audit(AuditEvent::OwnReadingImpossible { quantity, reading }));
             return;
         }
+        OwnTrend::update(&mut self.own_trend, quantity, quantity.to_value(reading), now.mono_ms);
         if self.cfg.role == Role::Dust {
             return self.dust_uplink(now, reading, out);
         }

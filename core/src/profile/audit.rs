@@ -57,8 +57,15 @@ fn mean_drift<const N: usize, const M: usize>(b: &BehavioralProfile<N>, c: &Beha
     libm::fabsf(c.value_mean - b.value_mean) / (libm::sqrtf(b.value_var) + 0.01)
 }
 
+/// Smallest timing σ of a drift, as a fraction of the baseline's mean gap.
+pub const TIMING_SIGMA_FLOOR: f32 = 0.1;
+
 fn timing_drift<const N: usize, const M: usize>(b: &BehavioralProfile<N>, c: &BehavioralProfile<M>) -> f32 {
-    libm::fabsf(c.avg_interval_ms - b.avg_interval_ms) / libm::sqrtf(b.interval_var_ms).max(1.0)
+    // Radio loss alone shifts a sender's mean gap by a sizeable fraction of
+    // its period; a millisecond-tight spread must not turn that into
+    // thousands of σ (docs/spec-deviations.md, "σ floor").
+    let floor = (TIMING_SIGMA_FLOOR * b.avg_interval_ms).max(1.0);
+    libm::fabsf(c.avg_interval_ms - b.avg_interval_ms) / libm::sqrtf(b.interval_var_ms).max(floor)
 }
 
 fn comm_drift<const N: usize, const M: usize>(b: &BehavioralProfile<N>, c: &BehavioralProfile<M>) -> f32 {

@@ -88,6 +88,10 @@ impl Deviation {
     }
 }
 
+/// Smallest value σ a deviation is measured with, in reading steps (0.1 °C,
+/// 1 hPa, 10 ppm CO₂).
+pub const MIN_SIGMA_STEPS: f32 = 10.0;
+
 /// A z-score made safe: NaN and anything above [`Z_CAP`] become the cap.
 fn capped(z: f32) -> f32 {
     if (0.0..Z_CAP).contains(&z) {
@@ -154,7 +158,9 @@ pub fn compute_deviation<const N: usize>(
         return Err(ProfileError::QuantityMismatch);
     }
     let x = profile.quantity.to_value(new.reading);
-    let sigma = libm::sqrtf(profile.value_var);
+    // A spread below the sensor's resolution class would turn a 0.01 °C
+    // wobble into thousands of σ (docs/spec-deviations.md, "σ floor").
+    let sigma = libm::sqrtf(profile.value_var).max(MIN_SIGMA_STEPS * profile.quantity.scale().unit_per_step);
 
     let mut total = 0.0_f32;
     let mut weight = 0.0_f32;
@@ -167,7 +173,12 @@ pub fn compute_deviation<const N: usize>(
     let z_timing = interval_ms.map(|gap| {
         let gap = gap.min(MAX_INTERVAL_MS) as f32;
         if profile.interval_var_ms > 0.0 {
-            capped(libm::fabsf(gap - profile.avg_interval_ms) / libm::sqrtf(profile.interval_var_ms))
+            // A gap of k periods is k − 1 lost frames, not a timing anomaly:
+            // measure from the nearest whole number of periods (≥ 1).
+            let avg = profile.avg_interval_ms;
+            let periods = if avg > 0.0 { libm::roundf(gap / avg).max(1.0) } else { 1.0 };
+            let sigma = libm::sqrtf(profile.interval_var_ms).max(super::audit::TIMING_SIGMA_FLOOR * avg);
+            capped(libm::fabsf(gap - periods * avg) / sigma)
         } else {
             0.0
         }
@@ -304,9 +315,24 @@ mod tests {
         let d = compute_deviation(&p, &obs(3000, 5000), Some(&obs(2310, 0)), &[Some(2310)]).unwrap();
         assert_eq!(d.z_value, 0.0);
         assert_eq!(d.z_timing, Some(0.0));
-        // z_corr divides by 0 + 0.01: 6.9 °C / 0.01 = 690σ.
-        assert!(close(d.z_corr.unwrap(), 690.0, 0.1));
+        // z_corr divides by the σ floor (0.1 °C) + 0.01: 6.9 °C / 0.11 ≈ 62.7σ.
+        assert!(close(d.z_corr.unwrap(), 6.9 / 0.11, 0.01));
         assert_eq!(d.verdict(SubjectKind::Nano), DeviationVerdict::Rejection);
+    }
+
+    #[test]
+    fn lost_frames_and_sub_resolution_spreads_do_not_inflate_sigma() {
+        let mut p = tv_profile();
+        p.value_var = 1e-9;
+        p.interval_var_ms = 1.0;
+        // Two lost frames: a 15 s gap on a 5 s period is on the period grid.
+        let d = compute_deviation(&p, &obs(2312, 15_000), Some(&obs(2310, 0)), &[]).unwrap();
+        assert!(d.z_timing.unwrap() < 1e-3, "{d:?}");
+        // 0.02 °C off a 23.10 °C mean is 0.2σ of the 0.1 °C floor, not 600σ.
+        assert!(close(d.z_value, 0.2, 1e-3), "{d:?}");
+        // A real timing anomaly, half a period off the grid, still counts.
+        let d = compute_deviation(&p, &obs(2310, 7_500), Some(&obs(2310, 0)), &[]).unwrap();
+        assert!(d.z_timing.unwrap() >= 4.9, "{d:?}");
     }
 
     #[test]

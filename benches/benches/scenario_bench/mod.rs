@@ -1,0 +1,149 @@
+//! Whole-scenario speed: builds a scenario, runs it with 1 and then 2
+//! threads, each in a fresh child process so that its peak RSS
+//! (`VmHWM`) is its own, and prints wall time, events/s, node-seconds per
+//! wall second, peak RSS and a hash of the results (equal hashes show the
+//! thread count changed nothing but the speed).
+//!
+//! Environment: `KRILL_BENCH_HOURS` replaces the scenario's duration after
+//! warm-up (fractions allowed, e.g. `0.1`); `KRILL_BENCH_THREADS` is a
+//! comma-separated list of thread counts (default `1,2`).
+
+use std::process::Command;
+use std::time::Instant;
+
+use krill_sim::scenario::Scenario;
+use krill_sim::sim::{FirmwareKind, Simulation};
+use krill_sim::summary::{RunSummary, SIM_STACK};
+
+/// Set in a child: the thread count it measures.
+const CHILD_ENV: &str = "KRILL_BENCH_CHILD_THREADS";
+
+/// A `/proc/self/status` figure in KiB (Linux); `None` elsewhere.
+pub fn proc_status_kib(field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn mib(kib: Option<u64>) -> String {
+    kib.map_or_else(|| "n/a".into(), |k| format!("{:.0} MiB", k as f64 / 1024.0))
+}
+
+/// `s` with its duration replaced by `KRILL_BENCH_HOURS`, if set.
+pub fn with_hours_override(mut s: Scenario) -> Scenario {
+    if let Some(h) = std::env::var("KRILL_BENCH_HOURS").ok().and_then(|v| v.parse::<f64>().ok()) {
+        if h.is_finite() && h > 0.0 {
+            s.duration_s = ((h * 3600.0).round() as u64).max(1);
+        }
+    }
+    s
+}
+
+/// What a run prints to show that the thread count changed nothing.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Check {
+    /// The run summary's hash (`krill run` prints the same).
+    SummaryHash,
+    /// A digest of every node's log counters: the summary's per-subject
+    /// pass over all monitors is quadratic in the node count.
+    LogDigest,
+}
+
+/// FNV-1a over every node's traffic counters and sample count.
+fn log_digest(sim: &Simulation) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |v: u64| {
+        for b in v.to_le_bytes() {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    };
+    for n in sim.nodes() {
+        let log = n.log();
+        eat(log.received);
+        eat(log.honest_dropped);
+        eat(log.duty_cycle_blocked);
+        eat(log.lora_airtime_us);
+        eat(log.samples.len() as u64);
+        for (&ty, &count) in &log.sent {
+            eat(u64::from(ty) << 56 | count);
+        }
+    }
+    format!("{h:016x}")
+}
+
+/// Runs the measurement for every thread count (parent) or for one (child).
+pub fn main_for(label: &str, check: Check, scenario: impl FnOnce() -> Scenario) {
+    let s = with_hours_override(scenario());
+    if let Some(threads) = std::env::var(CHILD_ENV).ok().and_then(|v| v.parse::<usize>().ok()) {
+        measure(label, s, threads, check);
+        return;
+    }
+    let threads: Vec<usize> = std::env::var("KRILL_BENCH_THREADS")
+        .ok()
+        .map(|v| v.split(',').filter_map(|t| t.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![1, 2]);
+    println!(
+        "{label}: {} nodes, {} s warm-up + {} s simulated, seed {}",
+        s.node_count(),
+        s.warmup_s(),
+        s.duration_s,
+        s.seeds.first().copied().unwrap_or(1)
+    );
+    let exe = match std::env::current_exe() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("{label}: cannot find own executable to re-run: {e}");
+            return;
+        }
+    };
+    for t in threads {
+        match Command::new(&exe).env(CHILD_ENV, t.to_string()).status() {
+            Ok(st) if st.success() => {}
+            Ok(st) => eprintln!("{label}: run with {t} thread(s) failed: {st}"),
+            Err(e) => eprintln!("{label}: cannot start run with {t} thread(s): {e}"),
+        }
+    }
+}
+
+fn measure(label: &str, s: Scenario, threads: usize, check: Check) {
+    let seed = s.seeds.first().copied().unwrap_or(1);
+    let run = std::thread::Builder::new().stack_size(SIM_STACK).spawn(move || {
+        let t0 = Instant::now();
+        let mut sim = Simulation::new(&s, seed, FirmwareKind::Core, threads).map_err(|e| e.to_string())?;
+        let built = t0.elapsed().as_secs_f64();
+        let rss_built = proc_status_kib("VmRSS:");
+        let t1 = Instant::now();
+        sim.run(|_, _| {}).map_err(|e| e.to_string())?;
+        let wall = t1.elapsed().as_secs_f64();
+        let stats = sim.stats();
+        let hash = match check {
+            Check::SummaryHash => format!("summary {}", &RunSummary::from_run(&s, &sim).hash()[..16]),
+            Check::LogDigest => format!("log digest {}", log_digest(&sim)),
+        };
+        let nodes = sim.nodes().len() as f64;
+        let sim_s = sim.end_us() as f64 / 1e6;
+        Ok::<_, String>((built, rss_built, wall, stats, hash, nodes * sim_s))
+    });
+    let result = match run.map(|h| h.join()) {
+        Ok(Ok(r)) => r,
+        Ok(Err(_)) => Err("the simulation thread panicked".into()),
+        Err(e) => Err(format!("cannot spawn the simulation thread: {e}")),
+    };
+    match result {
+        Ok((built, rss_built, wall, stats, hash, node_s)) => println!(
+            "{label}, {threads} thread(s): built in {built:.1} s ({}), ran in {wall:.1} s: {} events = {:.2} M events/s, \
+             {:.0} node-s per wall s, {} rounds ({} parallel), peak RSS {}, {hash}",
+            mib(rss_built),
+            stats.events,
+            stats.events as f64 / wall / 1e6,
+            node_s / wall,
+            stats.rounds,
+            stats.parallel_rounds,
+            mib(proc_status_kib("VmHWM:")),
+        ),
+        Err(e) => {
+            eprintln!("{label}, {threads} thread(s): {e}");
+            std::process::exit(1);
+        }
+    }
+}

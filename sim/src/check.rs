@@ -1,0 +1,244 @@
+//! A scenario's expectations against a finished run: each one passes or
+//! misses with the figure measured and the bound it was held to, so that
+//! `krill check` can gate CI on detection and false-positive figures.
+
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+
+use crate::scenario::{Expectation, NodeClass, Scenario};
+use crate::sim::Simulation;
+use crate::summary::{RunSummary, Series};
+
+/// One expectation's verdict.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ExpectationResult {
+    /// The expectation, in words.
+    pub expectation: String,
+    /// True if the run meets it.
+    pub pass: bool,
+    /// What the run showed.
+    pub measured: String,
+    /// What it had to show.
+    pub bound: String,
+    /// The measured figure as a number, where there is one.
+    pub value: Option<f64>,
+}
+
+/// An expectation in one line.
+pub fn describe(e: &Expectation) -> String {
+    match e {
+        Expectation::Detected { attacker, by_at_least, within_s } => {
+            format!("attacker {attacker} flagged by ≥{by_at_least} honest monitors within {within_s} s")
+        }
+        Expectation::Rejected { attacker, by_at_least } => {
+            format!("attacker {attacker} rejected by ≥{by_at_least} honest monitors at the end")
+        }
+        Expectation::NoHonestRejected => "no honest node rejected by an honest monitor".into(),
+        Expectation::HonestRejectedAtMost { max } => format!("at most {max} honest nodes rejected by honest monitors"),
+        Expectation::ConsensusError { zone, max, after_s } => format!(
+            "consensus error in {} below {max} from {after_s} s",
+            zone.as_deref().map_or("all zones".to_string(), |z| format!("zone {z}"))
+        ),
+        Expectation::HonestDelivery { min } => format!("honest delivery ≥ {:.1} %", min * 100.0),
+        Expectation::FollowsEvent { zone, after_s, within_s, min_rise } => {
+            format!("zone {zone} consensus rises ≥ {min_rise} within {within_s} s of {after_s} s")
+        }
+    }
+}
+
+/// Evaluates every expectation of `s` against its finished run.
+pub fn evaluate(s: &Scenario, sim: &Simulation, summary: &RunSummary, series: &Series) -> Vec<ExpectationResult> {
+    s.expect.iter().map(|e| evaluate_one(e, sim, summary, series)).collect()
+}
+
+fn result(e: &Expectation, pass: bool, measured: String, bound: String, value: Option<f64>) -> ExpectationResult {
+    ExpectationResult { expectation: describe(e), pass, measured, bound, value }
+}
+
+fn evaluate_one(e: &Expectation, sim: &Simulation, summary: &RunSummary, series: &Series) -> ExpectationResult {
+    match e {
+        Expectation::Detected { attacker, by_at_least, within_s } => {
+            let bound = format!("≥ {by_at_least} within {within_s} s");
+            let Some(a) = summary.attackers.iter().find(|a| a.node == *attacker) else {
+                return result(e, false, "not an attacker".into(), bound, None);
+            };
+            let deadline = a.start_s as f64 + *within_s as f64;
+            let k = a.flagged_by.iter().filter(|f| f.at_s >= a.start_s as f64 && f.at_s <= deadline).count();
+            let measured = match a.kth_flag_after_start((*by_at_least).max(1) as usize) {
+                Some(d) if k >= *by_at_least as usize => format!("{k} (#{by_at_least} after {d:.0} s)"),
+                _ => format!("{k}"),
+            };
+            result(e, k >= *by_at_least as usize, measured, bound, Some(k as f64))
+        }
+        Expectation::Rejected { attacker, by_at_least } => {
+            let k = summary.attackers.iter().find(|a| a.node == *attacker).map_or(0, |a| a.rejected_at_end.len());
+            result(e, k >= *by_at_least as usize, format!("{k}"), format!("≥ {by_at_least}"), Some(k as f64))
+        }
+        Expectation::NoHonestRejected => {
+            let k = summary.honest_rejected.len();
+            let measured = if k == 0 {
+                "0".to_string()
+            } else {
+                let nodes: Vec<String> = summary.honest_rejected.iter().take(5).map(|r| r.node.to_string()).collect();
+                format!("{k} (nodes {})", nodes.join(", "))
+            };
+            result(e, k == 0, measured, "0".into(), Some(k as f64))
+        }
+        Expectation::HonestRejectedAtMost { max } => {
+            let k = summary.honest_rejected.len();
+            result(e, k <= *max as usize, format!("{k}"), format!("≤ {max}"), Some(k as f64))
+        }
+        Expectation::ConsensusError { zone, max, after_s } => {
+            let name = zone.as_deref().unwrap_or("all");
+            let bound = format!("< {max} at every sample");
+            let Some(col) = series.zones.iter().position(|z| z == name) else {
+                return result(e, false, format!("no zone {name}"), bound, None);
+            };
+            // "Stays below": the worst per-sample mean after `after_s`.
+            let mut worst: Option<(f64, f64)> = None;
+            let mut missing = 0;
+            for (t, row) in series.times_s.iter().zip(&series.error) {
+                if *t < *after_s as f64 {
+                    continue;
+                }
+                match row.get(col).copied().filter(|v| v.is_finite()) {
+                    Some(v) if worst.is_none_or(|w| v > w.0) => worst = Some((v, *t)),
+                    Some(_) => {}
+                    None => missing += 1,
+                }
+            }
+            match worst {
+                Some((v, t)) if missing == 0 => {
+                    result(e, v < *max, format!("{v:.3} (worst, at {t:.0} s)"), bound, Some(v))
+                }
+                Some((v, _)) => {
+                    result(e, false, format!("{v:.3}, but {missing} samples without consensus"), bound, Some(v))
+                }
+                None => result(e, false, "no consensus sampled".into(), bound, None),
+            }
+        }
+        Expectation::HonestDelivery { min } => {
+            let bound = format!("≥ {:.2} %", min * 100.0);
+            match summary.honest_delivery {
+                Some(d) => result(e, d >= *min, format!("{:.2} %", d * 100.0), bound, Some(d)),
+                None => result(e, false, "no honest traffic".into(), bound, None),
+            }
+        }
+        Expectation::FollowsEvent { zone, after_s, within_s, min_rise } => {
+            let bound = format!("≥ {min_rise}");
+            match rise_lower_bound(sim, zone, *after_s as f64, (*after_s + *within_s) as f64) {
+                Some((rise, n)) => {
+                    result(e, rise >= *min_rise, format!("≥ {rise:.3} (lower bound over {n} nodes)"), bound, Some(rise))
+                }
+                None => result(e, false, "no node of the zone had a consensus at both times".into(), bound, None),
+            }
+        }
+    }
+}
+
+/// The run logs |consensus − truth|, not the consensus, so the rise is
+/// bounded from below: per node, `(truth₁ − err₁) − (truth₀ + err₀)`, the
+/// smallest rise the two samples allow; averaged over honest nodes of the
+/// zone with a consensus at the last sample at or before `t0` and `t1`.
+fn rise_lower_bound(sim: &Simulation, zone: &str, t0: f64, t1: f64) -> Option<(f64, usize)> {
+    let model = sim.model();
+    let z = model.world().zones().iter().position(|w| w.name == zone)?;
+    let mut sum = 0.0;
+    let mut n = 0;
+    for (i, node) in sim.nodes().iter().enumerate() {
+        let inf = &model.info()[i];
+        if inf.attacker
+            || inf.zone != Some(z)
+            || !matches!(inf.class, NodeClass::Nano | NodeClass::Gateway | NodeClass::Full)
+        {
+            continue;
+        }
+        let at =
+            |lim: f64| node.log().samples.iter().rev().map(|s| (model.scenario_s(s.0), s.1)).find(|(t, _)| *t <= lim);
+        let (Some((s0, e0)), Some((s1, e1))) = (at(t0), at(t1)) else { continue };
+        if !e0.is_finite() || !e1.is_finite() {
+            continue;
+        }
+        let truth = |t: f64| model.world().truth(inf.quantity, inf.pos.0, inf.pos.1, t);
+        sum += (truth(s1) - f64::from(e1)) - (truth(s0) + f64::from(e0));
+        n += 1;
+    }
+    (n > 0).then(|| (sum / n as f64, n))
+}
+
+/// One expectation of one run, for tables.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CheckRow {
+    /// Scenario file.
+    pub file: String,
+    /// Scenario name.
+    pub scenario: String,
+    /// Seed.
+    pub seed: u64,
+    /// The verdict.
+    pub result: ExpectationResult,
+}
+
+/// A plain-text table of `rows` (all of them, or only the misses).
+pub fn table(rows: &[CheckRow], misses_only: bool) -> String {
+    let shown: Vec<&CheckRow> = rows.iter().filter(|r| !misses_only || !r.result.pass).collect();
+    let w_name = shown.iter().map(|r| r.scenario.chars().count()).max().unwrap_or(8).clamp(8, 28);
+    let w_exp = shown.iter().map(|r| r.result.expectation.chars().count()).max().unwrap_or(11).clamp(11, 64);
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "{:<4} {:<w_name$} {:>6}  {:<w_exp$}  {:<28} bound",
+        "", "scenario", "seed", "expectation", "measured"
+    );
+    for r in shown {
+        let _ = writeln!(
+            o,
+            "{:<4} {:<w_name$} {:>6}  {:<w_exp$}  {:<28} {}",
+            if r.result.pass { "ok" } else { "MISS" },
+            r.scenario,
+            r.seed,
+            r.result.expectation,
+            r.result.measured,
+            r.result.bound
+        );
+    }
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(pass: bool, what: &str) -> CheckRow {
+        CheckRow {
+            file: "a.ron".into(),
+            scenario: "a".into(),
+            seed: 3,
+            result: ExpectationResult {
+                expectation: what.into(),
+                pass,
+                measured: "1".into(),
+                bound: "≥ 2".into(),
+                value: Some(1.0),
+            },
+        }
+    }
+
+    #[test]
+    fn miss_table_lists_only_misses() {
+        let rows = [row(true, "kept quiet"), row(false, "flagged enough")];
+        let t = table(&rows, true);
+        assert!(t.contains("MISS") && t.contains("flagged enough"), "{t}");
+        assert!(!t.contains("kept quiet"), "{t}");
+        assert_eq!(table(&rows, false).lines().count(), 3);
+    }
+
+    #[test]
+    fn descriptions_carry_the_bounds() {
+        let d = describe(&Expectation::Detected { attacker: 24, by_at_least: 3, within_s: 600 });
+        assert!(d.contains("24") && d.contains("≥3") && d.contains("600 s"), "{d}");
+        let d = describe(&Expectation::ConsensusError { zone: None, max: 0.5, after_s: 60 });
+        assert!(d.contains("all zones") && d.contains("0.5"), "{d}");
+    }
+}
