@@ -9,7 +9,7 @@ use krill_sim::scenario::Scenario;
 
 fn main() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/city-1000.ron");
-    scenario_bench::main_for("city-1000", scenario_bench::Check::SummaryHash, || match Scenario::load(&path) {
+    scenario_bench::main_for("city-1000", || match Scenario::load(&path) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("{e}");

@@ -67,13 +67,11 @@ fn scenario_text() -> String {
 }
 
 fn main() {
-    scenario_bench::main_for("scale-100k", scenario_bench::Check::LogDigest, || {
-        match Scenario::parse(&scenario_text(), "scale.rs") {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!("{e}");
-                std::process::exit(2);
-            }
+    scenario_bench::main_for("scale-100k", || match Scenario::parse(&scenario_text(), "scale.rs") {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(2);
         }
     });
 }
