@@ -3,18 +3,18 @@
 //! back cleanly, a depleted battery stops a node for good, a partition cuts
 //! the links across it while it lasts.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use krill_core::crypto::{Identity, ModeledAuthority, ModeledCrypto, Seed};
 use krill_core::guards::DropReason;
-use krill_core::lifecycle::{OwnState, SubjectState};
+use krill_core::lifecycle::OwnState;
 use krill_core::node::{Action, AuditEvent, FrameDrop, NodeConfig, Now};
 use krill_core::persist::{restore, PersistedState, Restored, Status, StoredProfile, ESP32_C3_LAYOUT};
 use krill_core::types::DeviceId;
 use krill_sim::firmware::Firmware;
 use krill_sim::rng::{Purpose, SimRng};
 use krill_sim::scenario::Scenario;
-use krill_sim::sim::{drop_name, FirmwareKind, SimNano, Simulation, UNIX0};
+use krill_sim::sim::{FirmwareKind, SimNano, Simulation, UNIX0};
 
 fn on_big_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     std::thread::Builder::new().stack_size(256 << 20).spawn(f).unwrap().join().unwrap()
@@ -47,16 +47,15 @@ fn run(s: Scenario) -> Simulation {
 /// TRACE_DEPOSITs from `node` that other nodes dropped as duplicates at or
 /// after `from_us`.
 fn duplicate_drops_of(sim: &Simulation, node: u32, from_us: u64) -> usize {
+    const TRACE_DEPOSIT: u8 = 0x01;
     let id = sim.model().info()[node as usize].id;
-    sim.nodes()
-        .iter()
-        .flat_map(|n| n.log().audits.iter())
-        .filter(|(t, e)| {
-            *t >= from_us
-                && matches!(e, AuditEvent::Dropped { sender, msg_type: 0x01, reason: FrameDrop::Guard(DropReason::Duplicate) }
-                    if *sender == id)
-        })
-        .count()
+    let duplicate = |e: &AuditEvent| match e {
+        AuditEvent::Dropped { sender, msg_type, reason } => {
+            *sender == id && *msg_type == TRACE_DEPOSIT && matches!(reason, FrameDrop::Guard(DropReason::Duplicate))
+        }
+        _ => false,
+    };
+    sim.nodes().iter().flat_map(|n| n.log().audits.iter()).filter(|(t, e)| *t >= from_us && duplicate(e)).count()
 }
 
 const ROOM: &str = "(2, 2), (7, 2), (12, 2), (2, 7), (7, 7), (12, 7)";
@@ -318,158 +317,4 @@ fn corrupt_flash_body() {
     }
     assert!(fallbacks >= 2, "heavy damage falls back: {fallbacks}");
     assert_eq!(b.fws[0].flash_stats().map(|s| s.reboots), Some(12));
-}
-
-#[test]
-#[ignore = "measurement: cargo test --release -p krill-sim --test faults -- --ignored --nocapture"]
-fn measure_fault_scenarios() {
-    let files: Vec<String> =
-        std::env::var("KRILL_SCENARIOS").map(|v| v.split(',').map(String::from).collect()).unwrap_or_default();
-    for f in files {
-        let s = Scenario::load(std::path::Path::new(&f)).unwrap();
-        for &seed in &s.seeds.clone() {
-            let s = s.clone();
-            on_big_stack(move || report(&s, seed));
-        }
-    }
-}
-
-fn report(s: &Scenario, seed: u64) {
-    let t0 = std::time::Instant::now();
-    let mut sim = Simulation::new(s, seed, FirmwareKind::Core, 2).unwrap();
-    sim.run(|_, _| {}).unwrap();
-    println!("== {} seed {seed}: {:?}", s.name, t0.elapsed());
-    let warm = sim.model().warmup_us();
-    let info = sim.model().info().to_vec();
-    let mut drops = BTreeMap::new();
-    for (i, n) in sim.nodes().iter().enumerate() {
-        for r in &n.log().reboots {
-            println!("node {i} reboot at {:.0} s: {:?}", sim.model().scenario_s(r.0), r.1);
-        }
-        for (k, v) in &n.log().drops {
-            *drops.entry(k.clone()).or_insert(0u64) += v;
-        }
-    }
-    println!("drops {drops:?}");
-    let mut hist = BTreeMap::new();
-    for n in sim.nodes() {
-        for (t, e) in &n.log().audits {
-            if let AuditEvent::Dropped { reason, .. } = e {
-                *hist.entry((sim.model().scenario_s(*t) as i64 / 60 * 60, drop_name(reason))).or_insert(0) += 1;
-            }
-        }
-    }
-    println!("kept drop audits by minute {hist:?}");
-    // Per faulted node: drops of its frames at others, and its own drops, in 5-min buckets after t=0.
-    let mut faulted: Vec<u32> = s
-        .faults
-        .iter()
-        .filter_map(|f| match f.kind {
-            krill_sim::scenario::FaultKind::Crash { node, .. }
-            | krill_sim::scenario::FaultKind::ClockStep { node, .. }
-            | krill_sim::scenario::FaultKind::FlashCorruption { node, .. }
-            | krill_sim::scenario::FaultKind::BatteryDepletion { node } => Some(node),
-            _ => None,
-        })
-        .collect();
-    faulted.sort();
-    faulted.dedup();
-    let bucket = |t: u64| ((t as i64 - warm as i64) / 300_000_000) * 300;
-    for &i in &faulted {
-        let id = info[i as usize].id;
-        let mut of = BTreeMap::new();
-        for m in sim.nodes() {
-            for (t, e) in &m.log().audits {
-                if let AuditEvent::Dropped { sender, reason, .. } = e {
-                    if *sender == id && *t >= warm {
-                        *of.entry((bucket(*t), drop_name(reason))).or_insert(0) += 1;
-                    }
-                }
-            }
-        }
-        let mut at = BTreeMap::new();
-        for (t, e) in &sim.nodes()[i as usize].log().audits {
-            if let AuditEvent::Dropped { reason, .. } = e {
-                if *t >= warm {
-                    *at.entry((bucket(*t), drop_name(reason))).or_insert(0) += 1;
-                }
-            }
-        }
-        let mut tl = Vec::new();
-        for (m, n) in sim.nodes().iter().enumerate() {
-            for (t, subj, to) in &n.log().transitions {
-                if *subj == id && *t >= warm && !matches!(to, SubjectState::Normal | SubjectState::Pyrexia) {
-                    tl.push((sim.model().scenario_s(*t) as i64, m, format!("{to:?}")));
-                }
-            }
-        }
-        tl.sort();
-        println!("node {i} as subject (t, monitor, to): {tl:?}");
-        let l = sim.nodes()[i as usize].log();
-        println!(
-            "node {i} ({} links): its frames dropped {of:?}\n   it dropped {at:?} (total {:?}, honest rx {} dropped {})",
-            sim.model().radio().links(i).len(),
-            l.drops,
-            l.honest_received,
-            l.honest_dropped
-        );
-    }
-    let (rx, dr): (u64, u64) =
-        sim.nodes().iter().fold((0, 0), |a, n| (a.0 + n.log().honest_received, a.1 + n.log().honest_dropped));
-    println!("honest delivery {:.4}", 1.0 - dr as f64 / rx as f64);
-    let mut tr = BTreeMap::new();
-    for n in sim.nodes() {
-        for (t, subj, to) in &n.log().transitions {
-            if *t >= warm {
-                let who = info.iter().position(|x| x.id == *subj).unwrap_or(usize::MAX);
-                *tr.entry((who, format!("{to:?}"))).or_insert(0) += 1;
-            }
-        }
-    }
-    println!("post-warmup subject transitions (subject, to): {tr:?}");
-    let rejected: Vec<_> = sim
-        .nodes()
-        .iter()
-        .flat_map(|n| n.log().transitions.iter())
-        .filter(|t| matches!(t.2, SubjectState::Rejection | SubjectState::Quarantine))
-        .map(|t| (sim.model().scenario_s(t.0) as i64, info.iter().position(|x| x.id == t.1)))
-        .collect();
-    println!("rejections: {rejected:?}");
-    // Consensus error: mean over nodes per sample, printed every 5 min.
-    let k = sim.nodes()[0].log().samples.len();
-    let mut line = String::new();
-    let mut worst = 0f32;
-    for j in 0..k {
-        let (mut sum, mut c) = (0.0, 0);
-        for n in sim.nodes() {
-            if let Some(x) = n.log().samples.get(j) {
-                if x.1.is_finite() {
-                    sum += x.1;
-                    c += 1;
-                }
-            }
-        }
-        let m = if c > 0 { sum / c as f32 } else { f32::NAN };
-        worst = worst.max(m);
-        if j % 5 == 0 {
-            line += &format!(" {:.0}:{m:.2}/{c}", sim.model().scenario_s(sim.nodes()[0].log().samples[j].0));
-        }
-    }
-    println!("mean err (t:err/count):{line}\nworst mean err {worst:.2}");
-    for (i, n) in sim.nodes().iter().enumerate() {
-        if faulted.contains(&(i as u32)) {
-            let v: Vec<String> = n
-                .log()
-                .samples
-                .iter()
-                .map(|x| format!("{:.0}:{:.2}:{:?}", sim.model().scenario_s(x.0), x.1, x.2))
-                .collect();
-            println!("node {i} samples: {}", v.join(" "));
-        }
-    }
-    let mut own = BTreeMap::new();
-    for st in sim.own_states() {
-        *own.entry(format!("{st:?}")).or_insert(0) += 1;
-    }
-    println!("own states at end {own:?}");
 }
