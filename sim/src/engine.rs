@@ -15,6 +15,8 @@
 
 use std::collections::BinaryHeap;
 
+use rayon::prelude::*;
+
 /// Simulated time, µs.
 pub type Micros = u64;
 
@@ -229,8 +231,8 @@ impl<E> Ctx<'_, E> {
 }
 
 /// A simulation: per-node state plus a handler, shared read-only by the
-/// threads of a round.
-pub trait Model: Sync {
+/// threads of a round (and moved to a pool thread for a run).
+pub trait Model: Send + Sync {
     /// One node's mutable state.
     type Node: Send;
     /// An event's payload.
@@ -394,12 +396,36 @@ impl<M: Model> Engine<M> {
 
     /// Runs every event at or before `end`.
     pub fn run_until(&mut self, end: Micros) -> Result<(), EngineError> {
-        while self.round(end)? {}
-        Ok(())
+        self.in_pool(|e, pool| {
+            while e.round_in(end, pool)? {}
+            Ok(())
+        })
     }
 
     /// Runs one round; false when nothing is due by `end`.
     pub fn round(&mut self, end: Micros) -> Result<bool, EngineError> {
+        self.in_pool(|e, pool| e.round_in(end, pool))
+    }
+
+    /// Runs `f` on a thread of the pool, if there is one: the rounds'
+    /// fork-joins then start from a pool thread, which keeps working
+    /// instead of sleeping on a latch until a pool thread has finished the
+    /// round for it (two thread wake-ups per round).
+    fn in_pool<T: Send>(
+        &mut self,
+        f: impl FnOnce(&mut Self, Option<&rayon::ThreadPool>) -> Result<T, EngineError> + Send,
+    ) -> Result<T, EngineError> {
+        match self.pool.take() {
+            Some(pool) => {
+                let r = pool.install(|| f(self, Some(&pool)));
+                self.pool = Some(pool);
+                r
+            }
+            None => f(self, None),
+        }
+    }
+
+    fn round_in(&mut self, end: Micros, pool: Option<&rayon::ThreadPool>) -> Result<bool, EngineError> {
         let Some(first_tc) = self.heap.peek().map(|r| r.time_class) else { return Ok(false) };
         let first_time = first_tc >> CLASS_BITS;
         if first_time > end {
@@ -430,7 +456,7 @@ impl<M: Model> Engine<M> {
             batch.sort_unstable_by_key(|e| (e.key.node(), e.key));
         }
         let several_nodes = batch.first().map(|e| e.key.node()) != batch.last().map(|e| e.key.node());
-        let parallel = self.pool.is_some() && batch.len() >= M::PARALLEL_MIN_EVENTS && several_nodes;
+        let parallel = pool.is_some() && batch.len() >= M::PARALLEL_MIN_EVENTS && several_nodes;
         let result = if parallel {
             self.stats.parallel_rounds += 1;
             self.run_parallel(&mut batch, bound, bound_time)
@@ -590,13 +616,9 @@ impl<M: Model> Engine<M> {
                 }
             }
         };
-        match &self.pool {
-            Some(pool) => pool.install(|| {
-                use rayon::prelude::*;
-                work.par_iter_mut().with_max_len(1).for_each(run);
-            }),
-            None => work.iter_mut().for_each(run),
-        }
+        // Called on a pool thread (see `in_pool`): rayon spreads the nodes
+        // over the pool, one node per task.
+        work.par_iter_mut().with_max_len(1).for_each(run);
         let mut result = Ok(());
         for mut w in work {
             if result.is_ok() {

@@ -15,7 +15,7 @@
 //! `check` is read-only and `commit` records, so a forged frame cannot mark
 //! a sequence number seen and get the genuine one dropped (SPEC-NOTES 20).
 
-use super::{secs_since, DropReason, GUARD_DEVICES};
+use super::{secs_since, stream_key, DropReason, GUARD_DEVICES};
 use crate::types::{DeviceId, Timestamp};
 
 /// The spec's per-sender sequence window (ES-15.2 `SeqTracker`).
@@ -152,12 +152,14 @@ struct Tracker {
 #[derive(Clone, Debug, Default)]
 pub struct DuplicateDetector<const N: usize = GUARD_DEVICES> {
     trackers: heapless::Vec<Tracker, N>,
+    /// [`stream_key`] of each tracker, index for index.
+    keys: heapless::Vec<u32, N>,
 }
 
 impl<const N: usize> DuplicateDetector<N> {
     /// An empty table.
     pub fn new() -> Self {
-        DuplicateDetector { trackers: heapless::Vec::new() }
+        DuplicateDetector { trackers: heapless::Vec::new(), keys: heapless::Vec::new() }
     }
 
     /// Read-only verdict for a frame: freshness, per-sender replay, then the
@@ -228,7 +230,15 @@ impl<const N: usize> DuplicateDetector<N> {
     }
 
     fn find(&self, device: DeviceId, msg_type: u8) -> Option<&Tracker> {
-        self.trackers.iter().find(|t| t.device == device && t.msg_type == msg_type)
+        self.index(device, msg_type).and_then(|i| self.trackers.get(i))
+    }
+
+    fn index(&self, device: DeviceId, msg_type: u8) -> Option<usize> {
+        let key = stream_key(&device, msg_type);
+        self.keys
+            .iter()
+            .zip(&self.trackers)
+            .position(|(k, t)| *k == key && t.device == device && t.msg_type == msg_type)
     }
 
     pub(crate) fn slot_for(
@@ -238,11 +248,14 @@ impl<const N: usize> DuplicateDetector<N> {
         now: Timestamp,
         fresh: Option<Freshness>,
     ) -> Option<usize> {
-        if let Some(i) = self.trackers.iter().position(|t| t.device == device && t.msg_type == msg_type) {
+        if let Some(i) = self.index(device, msg_type) {
             return Some(i);
         }
         let blank = Tracker { device, msg_type, window: None, last_ts: None, last_seen: now };
+        let key = stream_key(&device, msg_type);
         if self.trackers.push(blank).is_ok() {
+            // Same capacity as `trackers`, which just had room.
+            let _ = self.keys.push(key);
             return Some(self.trackers.len() - 1);
         }
         let (i, idle) =
@@ -254,6 +267,9 @@ impl<const N: usize> DuplicateDetector<N> {
         }
         let slot = self.trackers.get_mut(i)?;
         *slot = blank;
+        if let Some(k) = self.keys.get_mut(i) {
+            *k = key;
+        }
         Some(i)
     }
 
@@ -283,6 +299,19 @@ mod tests {
 
     fn dev(n: u8) -> DeviceId {
         DeviceId([n, 1, 2, 3, 4, 5, 6, 7])
+    }
+
+    #[test]
+    fn devices_sharing_an_index_key_keep_their_own_windows() {
+        let mut d: DuplicateDetector = DuplicateDetector::new();
+        let (a, b) = (DeviceId([4, 4, 4, 0, 0, 0, 0, 1]), DeviceId([4, 4, 4, 0, 0, 0, 0, 2]));
+        assert_eq!(stream_key(&a, TD), stream_key(&b, TD));
+        assert_eq!(d.accept(a, TD, Some(7), None, 100, None), Ok(()));
+        assert_eq!(d.accept(a, TD, Some(7), None, 100, None), Err(DropReason::Duplicate));
+        assert_eq!(d.window(b, TD), None);
+        assert_eq!(d.accept(b, TD, Some(7), None, 100, None), Ok(()));
+        assert_eq!(d.accept(b, TD, Some(7), None, 100, None), Err(DropReason::Duplicate));
+        assert_eq!(d.len(), 2);
     }
 
     /// ES-15.2 `is_duplicate`, transcribed literally.

@@ -14,7 +14,7 @@
 //! forgetting it changes no verdict. Otherwise the new frame is dropped
 //! with [`DropReason::TableFull`].
 
-use super::{msg, secs_since, DropReason, RATE_BUCKETS};
+use super::{msg, secs_since, stream_key, DropReason, RATE_BUCKETS};
 use crate::types::{DeviceId, Timestamp, EPOCH_DURATION};
 
 /// Capacity of [`RateConfig::rules`].
@@ -141,12 +141,14 @@ impl Bucket {
 #[derive(Clone, Debug, Default)]
 pub struct RateLimiter<const N: usize = RATE_BUCKETS> {
     buckets: heapless::Vec<Bucket, N>,
+    /// [`stream_key`] of each bucket, index for index.
+    keys: heapless::Vec<u32, N>,
 }
 
 impl<const N: usize> RateLimiter<N> {
     /// An empty table.
     pub fn new() -> Self {
-        RateLimiter { buckets: heapless::Vec::new() }
+        RateLimiter { buckets: heapless::Vec::new(), keys: heapless::Vec::new() }
     }
 
     /// Takes a token for a *verified* frame (ES-15.1 `check_rate_limit`).
@@ -169,7 +171,7 @@ impl<const N: usize> RateLimiter<N> {
     /// Tokens the pair would have at `now`; `None` if it has no bucket
     /// (it would start full).
     pub fn tokens(&self, device: DeviceId, msg_type: u8, now: Timestamp, cfg: &RateConfig) -> Option<u16> {
-        let mut b = *self.buckets.iter().find(|b| b.device == device && b.msg_type == msg_type)?;
+        let mut b = *self.index(device, msg_type).and_then(|i| self.buckets.get(i))?;
         b.refill(now, cfg.limit(msg_type), cfg.epoch());
         Some(b.tokens)
     }
@@ -193,11 +195,14 @@ impl<const N: usize> RateLimiter<N> {
         now: Timestamp,
         cfg: &RateConfig,
     ) -> Option<usize> {
-        if let Some(i) = self.buckets.iter().position(|b| b.device == device && b.msg_type == msg_type) {
+        if let Some(i) = self.index(device, msg_type) {
             return Some(i);
         }
         let fresh = Bucket { device, msg_type, tokens: cfg.limit(msg_type), last_refill: now, last_seen: now };
+        let key = stream_key(&device, msg_type);
         if self.buckets.push(fresh).is_ok() {
+            // Same capacity as `buckets`, which just had room.
+            let _ = self.keys.push(key);
             return Some(self.buckets.len() - 1);
         }
         let epoch = i64::from(cfg.epoch());
@@ -208,7 +213,15 @@ impl<const N: usize> RateLimiter<N> {
         }
         let slot = self.buckets.get_mut(i)?;
         *slot = fresh;
+        if let Some(k) = self.keys.get_mut(i) {
+            *k = key;
+        }
         Some(i)
+    }
+
+    fn index(&self, device: DeviceId, msg_type: u8) -> Option<usize> {
+        let key = stream_key(&device, msg_type);
+        self.keys.iter().zip(&self.buckets).position(|(k, b)| *k == key && b.device == device && b.msg_type == msg_type)
     }
 
     pub(crate) fn take(&mut self, slot: usize, now: Timestamp, cfg: &RateConfig) -> bool {
@@ -258,6 +271,22 @@ mod tests {
         assert_eq!(r.check(dev(2), msg::TRACE_DEPOSIT, 1000, &c), Ok(()));
         // One epoch later: full again.
         assert_eq!(r.tokens(dev(1), msg::TRACE_DEPOSIT, 1060, &c), Some(15));
+    }
+
+    #[test]
+    fn devices_sharing_an_index_key_keep_their_own_buckets() {
+        let c = RateConfig::spec();
+        let mut r: RateLimiter = RateLimiter::new();
+        let (a, b) = (DeviceId([9, 9, 9, 0, 0, 0, 0, 1]), DeviceId([9, 9, 9, 0, 0, 0, 0, 2]));
+        assert_eq!(stream_key(&a, msg::TRACE_DEPOSIT), stream_key(&b, msg::TRACE_DEPOSIT));
+        for _ in 0..15 {
+            assert_eq!(r.check(a, msg::TRACE_DEPOSIT, 1000, &c), Ok(()));
+        }
+        assert_eq!(r.check(a, msg::TRACE_DEPOSIT, 1000, &c), Err(DropReason::RateLimited));
+        assert_eq!(r.tokens(b, msg::TRACE_DEPOSIT, 1000, &c), None);
+        assert_eq!(r.check(b, msg::TRACE_DEPOSIT, 1000, &c), Ok(()));
+        assert_eq!(r.tokens(b, msg::TRACE_DEPOSIT, 1000, &c), Some(14));
+        assert_eq!(r.len(), 2);
     }
 
     #[test]
