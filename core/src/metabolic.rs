@@ -84,6 +84,13 @@ pub struct MetabolicClock {
 }
 
 impl MetabolicClock {
+    /// The clock at which state of `class` is "effectively dead": ES-5.2's
+    /// DAG cutoff (below 2⁻⁵, five half-lives) applied to every class, as
+    /// the node's metabolic sweep does.
+    pub const fn dead(class: StateClass) -> Self {
+        MetabolicClock { class, threshold: DAG_GC_THRESHOLD }
+    }
+
     /// The smallest age at which the factor is below the threshold, or
     /// `None` if it never is (archival, threshold ≤ 0 or NaN, or an age
     /// beyond 2³¹ s, which [`age_s`] cannot express). A threshold above 1
@@ -253,6 +260,14 @@ mod tests {
         assert_eq!(MetabolicClock { class: StateClass::Ephemeral, threshold: 1.5 }.lifetime_s(), Some(0));
         let long = MetabolicClock { class: StateClass::Structural, threshold: 1e-30 }.lifetime_s().unwrap();
         assert!(long > 770_000_000 && long < i32::MAX as u32);
+    }
+
+    #[test]
+    fn every_class_dies_after_five_half_lives() {
+        for c in [StateClass::Ephemeral, StateClass::Operational, StateClass::Structural] {
+            assert_eq!(MetabolicClock::dead(c).lifetime_s(), Some(5 * c.half_life_s() + 1), "{c:?}");
+        }
+        assert_eq!(MetabolicClock::dead(StateClass::Archival).lifetime_s(), None);
     }
 
     #[test]

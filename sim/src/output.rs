@@ -551,7 +551,9 @@ fn messages_csv(sim: &Simulation) -> String {
     for t in &types {
         let _ = write!(o, ",sent_{}", crate::summary::message_name(*t));
     }
-    o.push_str(",received,honest_received,honest_dropped,duty_cycle_blocked,reboots");
+    o.push_str(
+        ",received,honest_received,honest_dropped,duty_cycle_blocked,ble_collisions,ble_deaf,lora_collisions,reboots",
+    );
     for r in &reasons {
         let _ = write!(o, ",drop_{r}");
     }
@@ -565,11 +567,14 @@ fn messages_csv(sim: &Simulation) -> String {
         }
         let _ = write!(
             o,
-            ",{},{},{},{},{}",
+            ",{},{},{},{},{},{},{},{}",
             l.received,
             l.honest_received,
             l.honest_dropped,
             l.duty_cycle_blocked,
+            l.ble_collisions,
+            l.ble_deaf,
+            l.lora_collisions,
             l.reboots.len()
         );
         for r in &reasons {
@@ -729,6 +734,25 @@ fn metrics(run: &Finished) -> Result<String, OutputError> {
             "LoRa uplinks refused by the duty cycle",
             true,
             vec![(vec![], s.duty_cycle_blocked as f64)],
+        ),
+        fam(
+            "krill_radio_collisions",
+            "Receptions lost to overlapping frames, by radio and cause",
+            true,
+            vec![
+                (
+                    vec![("radio".into(), "ble".into()), ("cause".into(), "overlap".into())],
+                    s.collisions.ble_overlap as f64,
+                ),
+                (
+                    vec![("radio".into(), "ble".into()), ("cause".into(), "transmitting".into())],
+                    s.collisions.ble_deaf as f64,
+                ),
+                (
+                    vec![("radio".into(), "lora".into()), ("cause".into(), "overlap".into())],
+                    s.collisions.lora_overlap as f64,
+                ),
+            ],
         ),
         fam("krill_airtime_seconds", "Transmit airtime, by class and radio", true, air),
         fam("krill_events", "Events handled by the engine", true, vec![(vec![], s.events as f64)]),

@@ -14,7 +14,7 @@ use krill_core::types::{DeviceId, QuantityType};
 
 use crate::engine::{Ctx, Engine, EngineError, EngineStats, Micros, Model};
 use crate::firmware::{BaselineFirmware, CoreFirmware, Firmware};
-use crate::radio::{lora_sf12_airtime_us, Radio};
+use crate::radio::{ble_airtime_us, lora_channel, lora_sf12_airtime_us, Radio, ReceiverState};
 use crate::rng::{Purpose, SimRng};
 use crate::scenario::{CryptoMode, FaultKind, Layout, NodeClass, Quantity, Scenario, Start};
 use crate::world::{Sensor, World};
@@ -73,6 +73,10 @@ pub enum SimEvent {
     Uplink {
         /// The bytes.
         bytes: Arc<[u8]>,
+        /// Received power at this gateway, dBm.
+        rssi_dbm: f32,
+        /// EU868 channel of the uplink.
+        channel: u8,
     },
     /// A TraceBatch reaches a Full node.
     Batch {
@@ -104,6 +108,10 @@ pub struct SimNode {
     out: Vec<Action>,
     /// End of the LoRa off-time after the last uplink.
     lora_free_at: Micros,
+    /// Recent BLE receptions and own transmissions (collisions).
+    ble_rx: ReceiverState,
+    /// Recent LoRa uplinks heard (gateways; capture).
+    lora_rx: ReceiverState,
     /// What this node saw and did.
     pub log: NodeLog,
 }
@@ -123,6 +131,12 @@ pub struct NodeLog {
     pub drops: BTreeMap<String, u64>,
     /// Dust uplinks refused by the duty cycle.
     pub duty_cycle_blocked: u64,
+    /// BLE frames lost to an overlapping frame (collisions on).
+    pub ble_collisions: u64,
+    /// BLE frames lost while this node was transmitting (collisions on).
+    pub ble_deaf: u64,
+    /// LoRa uplinks this gateway lost to another uplink (collisions on).
+    pub lora_collisions: u64,
     /// LoRa airtime used, µs.
     pub lora_airtime_us: u64,
     /// BLE airtime used, µs.
@@ -272,9 +286,35 @@ impl SimModel {
                     *n.log.sent.entry(0xD0).or_default() += 1;
                     let bytes: Arc<[u8]> = Arc::from(&f[..]);
                     let lat = self.radio.min_latency_us() + air;
-                    for g in self.radio.lora_receivers(me, &self.gateways) {
-                        if !self.partitioned(t, me, g) {
-                            ctx.schedule(t + lat, class::DELIVERY, g, SimEvent::Uplink { bytes: bytes.clone() })?;
+                    let channel = lora_channel(&mut n.radio_rng);
+                    for &g in &self.gateways {
+                        if self.partitioned(t, me, g) {
+                            continue;
+                        }
+                        // Link budget with per-packet fading against SF12's floor.
+                        if let Some(rx) = self.radio.lora_receive(me, g, &mut n.radio_rng) {
+                            let ev = SimEvent::Uplink { bytes: bytes.clone(), rssi_dbm: rx.rssi_dbm, channel };
+                            ctx.schedule(t + lat, class::DELIVERY, g, ev)?;
+                        }
+                    }
+                }
+                Action::LoraDownlink { dest, frame } => {
+                    // The gateway's radio keeps the 1 % duty cycle too
+                    // (ES-12.4); the Dust node hears it as a LoRa frame.
+                    let Some(&to) = self.by_id.get(&dest) else { continue };
+                    let air = lora_sf12_airtime_us(frame.len());
+                    if t < n.lora_free_at {
+                        n.log.duty_cycle_blocked += 1;
+                        continue;
+                    }
+                    n.log.lora_airtime_us += air;
+                    n.lora_free_at = t + (air as f64 / self.duty_cycle) as u64;
+                    *n.log.sent.entry(0xD1).or_default() += 1;
+                    let channel = lora_channel(&mut n.radio_rng);
+                    if !self.partitioned(t, me, to) {
+                        if let Some(rx) = self.radio.lora_receive(me, to, &mut n.radio_rng) {
+                            let ev = SimEvent::Uplink { bytes: Arc::from(&frame[..]), rssi_dbm: rx.rssi_dbm, channel };
+                            ctx.schedule(t + self.radio.min_latency_us() + air, class::DELIVERY, to, ev)?;
                         }
                     }
                 }
@@ -320,6 +360,10 @@ impl SimModel {
         n.log.ble_airtime_us += crate::radio::ble_airtime_us(frame.len());
         let bytes: Arc<[u8]> = Arc::from(frame);
         let lat = self.radio.ble_latency_us(frame.len(), &mut n.radio_rng);
+        if self.radio.config().collisions {
+            // Half duplex: the node hears nothing while its frame is on air.
+            n.ble_rx.transmitting(t + lat - ble_airtime_us(frame.len()), t + lat);
+        }
         for link in self.radio.links(me) {
             if only.is_some_and(|o| o != link.to) || self.partitioned(t, me, link.to) {
                 continue;
@@ -389,6 +433,10 @@ impl Model for SimModel {
                 if !n.alive {
                     return Ok(());
                 }
+                if self.radio.config().collisions && !n.ble_rx.admit_ble(ctx.node(), t, bytes.len(), rssi) {
+                    (n.log.ble_collisions, n.log.ble_deaf) = (n.ble_rx.collided, n.ble_rx.deaf);
+                    return Ok(());
+                }
                 n.log.received += 1;
                 let honest = !self.info[from as usize].attacker;
                 let now = node_now(n, t);
@@ -400,8 +448,13 @@ impl Model for SimModel {
                     }
                 }
             }
-            SimEvent::Uplink { bytes } => {
+            SimEvent::Uplink { bytes, rssi_dbm, channel } => {
                 if !n.alive {
+                    return Ok(());
+                }
+                let start = t.saturating_sub(lora_sf12_airtime_us(bytes.len()));
+                if self.radio.config().collisions && !n.lora_rx.admit(start, t, channel, rssi_dbm) {
+                    n.log.lora_collisions += 1;
                     return Ok(());
                 }
                 let now = node_now(n, t);
@@ -698,6 +751,8 @@ impl Simulation {
                 out: Vec::new(),
                 log: NodeLog::default(),
                 lora_free_at: 0,
+                ble_rx: ReceiverState::ble(),
+                lora_rx: ReceiverState::lora(),
             });
         }
         // Keys: every node knows the keys of the nodes it can hear (its

@@ -46,6 +46,9 @@ pub struct RunSummary {
     pub drops: BTreeMap<String, u64>,
     /// LoRa uplinks the 1 % duty cycle refused.
     pub duty_cycle_blocked: u64,
+    /// Frames the radio lost to other frames (`radio.collisions: true`).
+    #[serde(default)]
+    pub collisions: Collisions,
     /// Frames from honest transmitters delivered to honest nodes.
     pub honest_received: u64,
     /// Of those, dropped by the receiver.
@@ -61,6 +64,17 @@ pub struct RunSummary {
 }
 
 /// What the mesh did about one attacker.
+/// Receptions lost to the collision model, summed over receivers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Collisions {
+    /// BLE frames that overlapped a frame they did not capture against.
+    pub ble_overlap: u64,
+    /// BLE frames that arrived while the receiver was transmitting.
+    pub ble_deaf: u64,
+    /// LoRa uplinks a gateway lost to an overlapping uplink.
+    pub lora_overlap: u64,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AttackerReport {
     /// The attacking node.
@@ -344,6 +358,7 @@ impl RunSummary {
         let mut sent = BTreeMap::new();
         let mut drops = BTreeMap::new();
         let (mut duty, mut hr, mut hd, mut reboots) = (0, 0, 0, 0);
+        let mut collisions = Collisions::default();
         for (i, n) in sim.nodes().iter().enumerate() {
             let l = n.log();
             for (&ty, &c) in &l.sent {
@@ -353,6 +368,9 @@ impl RunSummary {
                 *drops.entry(r.clone()).or_insert(0) += c;
             }
             duty += l.duty_cycle_blocked;
+            collisions.ble_overlap += l.ble_collisions;
+            collisions.ble_deaf += l.ble_deaf;
+            collisions.lora_overlap += l.lora_collisions;
             reboots += l.reboots.len() as u64;
             let inf = &info[i];
             if inf.attacker {
@@ -403,6 +421,7 @@ impl RunSummary {
             sent,
             drops,
             duty_cycle_blocked: duty,
+            collisions,
             honest_received: hr,
             honest_dropped: hd,
             honest_delivery: (hr > 0).then(|| 1.0 - hd as f64 / hr as f64),
@@ -495,6 +514,14 @@ impl RunSummary {
         let _ = writeln!(o, "drops: {}", if self.drops.is_empty() { "none".into() } else { kv(&self.drops) });
         if self.duty_cycle_blocked > 0 {
             let _ = writeln!(o, "LoRa uplinks refused by the duty cycle: {}", self.duty_cycle_blocked);
+        }
+        let c = &self.collisions;
+        if c.ble_overlap + c.ble_deaf + c.lora_overlap > 0 {
+            let _ = writeln!(
+                o,
+                "radio collisions: BLE {} overlapped, {} while transmitting; LoRa {} overlapped",
+                c.ble_overlap, c.ble_deaf, c.lora_overlap
+            );
         }
         let _ = writeln!(
             o,

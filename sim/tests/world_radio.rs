@@ -459,10 +459,53 @@ fn gateway_dust_uplinks_reach_gateways_and_the_duty_cycle_holds() {
 }
 
 #[test]
-#[ignore = "fails today: sim.rs numbers Dust short ids from 1, the gateway registry from 0 (see report)"]
 fn gateway_dust_traces_reach_the_mesh() {
     let r = run_gateway_dust(60, 300);
     let reachable = r.dust.iter().filter(|d| d.0).count();
     let heard = r.dust.iter().zip(&r.known).filter(|(d, &k)| d.0 && k).count();
     assert!(heard * 10 >= reachable * 8, "{heard} of {reachable} reachable Dust devices are known to the mesh");
+}
+
+/// Runs `s` (shortened) and returns its summary.
+fn summary_of(mut s: Scenario, warmup_s: u64, duration_s: u64) -> RunSummary {
+    s.start = Start::Warm { warmup_s };
+    s.duration_s = duration_s;
+    big_stack(move || {
+        let mut sim = match Simulation::new(&s, s.seeds[0], FirmwareKind::Core, 1) {
+            Ok(sim) => sim,
+            Err(e) => panic!("{e}"),
+        };
+        if let Err(e) = sim.run(|_, _| {}) {
+            panic!("{e}");
+        }
+        RunSummary::from_run(&s, &sim)
+    })
+}
+
+#[test]
+fn collisions_cost_ble_deliveries_in_the_quickstart_hall() {
+    let off = scenario("quickstart.ron");
+    let mut on = off.clone();
+    on.radio.collisions = true;
+    let (a, b) = (summary_of(off, 30, 120), summary_of(on, 30, 120));
+    let c = b.collisions;
+    println!("collisions off: {} honest frames received; on: {} received, {c:?}", a.honest_received, b.honest_received);
+    assert_eq!(a.collisions, Default::default(), "the model is off by default");
+    // Replies to one query go out together: overlaps are far more common
+    // than a Poisson load of this size would give (~0.4 %).
+    assert!(c.ble_overlap * 100 > a.honest_received, "{c:?}");
+    assert_eq!(c.lora_overlap, 0, "quickstart has no LoRa");
+    // Same seed, same sends: every frame the model drops is one less received.
+    assert!(b.honest_received < a.honest_received);
+}
+
+#[test]
+fn lora_uplinks_collide_at_gateways_when_the_model_is_on() {
+    let mut s = scenario("gateway-dust.ron");
+    s.radio.collisions = true;
+    let r = summary_of(s, 60, 600);
+    println!("{:?}, duty cycle refused {}", r.collisions, r.duty_cycle_blocked);
+    assert!(r.collisions.lora_overlap > 0, "{:?}", r.collisions);
+    // Gateways are Nanos too: their own BLE frames make them deaf.
+    assert!(r.collisions.ble_deaf > 0, "{:?}", r.collisions);
 }

@@ -201,7 +201,8 @@ pub fn evaluate_inflammation_locally(
 #[derive(Clone, Copy, Debug, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct LocalHistory {
-    /// Mean of the suspect's frozen baseline (or learned profile).
+    /// The suspect's recent level: the node passes its slow average of the
+    /// suspect's readings, with the same time constant as `own_mean`.
     pub suspect_mean: f32,
     /// Its standard deviation.
     pub suspect_sigma: f32,
@@ -219,7 +220,7 @@ pub const MIN_UNEXPLAINED_STEPS: f32 = 50.0;
 /// degrees over ten metres, so a physically possible lie would always be
 /// "seen" by every responder. With a history, the responder asks whether
 /// its own readings moved with the suspect's: the suspect's shift from its
-/// baseline, minus our own shift from our slow average, is what we cannot
+/// recent level, minus our own shift from our slow average, is what we cannot
 /// explain; if that is at least 2σ of the suspect, [`MIN_UNEXPLAINED_STEPS`]
 /// and half the suspect's shift, we contradict. A real event near both of
 /// us moves both and is seen; a lie (or a fire only the suspect is next to,

@@ -10,7 +10,7 @@ use crate::guards::DropReason;
 use crate::lifecycle::{Audit, LifecycleAction};
 use crate::persist::PersistedState;
 use crate::profile::{Deviation, NkAuditResult};
-use crate::types::{DeviceId, QuantityType, Reading, Weight};
+use crate::types::{Confidence, DeviceId, QuantityType, Reading, Weight};
 use crate::wire::WireError;
 
 /// Largest frame a node emits or accepts (BLE extended advertising payload).
@@ -49,6 +49,19 @@ pub enum Action {
     },
     /// Dust: send this uplink on LoRa (duty cycle is the caller's to enforce).
     LoraUplink(FrameBuf),
+    /// Gateway: send this v2 Dust downlink (a REJECTION_NOTICE with counter
+    /// and MAC, ES-12.4) on LoRa to `dest`. It answers `dest`'s uplink just
+    /// handled, so it falls in the receive window the Dust node opens after
+    /// sending (ES-10.6 step 4); the Dust node takes it with
+    /// [`Node::handle_downlink`](super::Node::handle_downlink). The node
+    /// keeps ES-12.4's one-downlink-per-ten-uplinks budget; the 1 % duty
+    /// cycle is the caller's to enforce.
+    LoraDownlink {
+        /// The Dust device addressed.
+        dest: DeviceId,
+        /// The downlink frame.
+        frame: FrameBuf,
+    },
     /// Append this critical state to the krill_state journal
     /// (`persist::Store::save_state`, ES-14, every `TIMER_FLASH_FLUSH`).
     PersistState(PersistedState),
@@ -176,6 +189,85 @@ pub struct TraceAssessment {
     pub fed_sigma: f32,
     /// True when the trace also joined the profile (below the inflammation band).
     pub profile_updated: bool,
+    /// For a gateway-vouched Dust trace, what ES-16 made of its gateway.
+    pub gateway: Option<GatewayAssessment>,
+}
+
+/// The gateway side of a vouched trace's assessment (ES-16.2, ES-16.3).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct GatewayAssessment {
+    /// The gateway that signed it.
+    pub gateway: DeviceId,
+    /// The confidence the pheromone field multiplied into the trace's
+    /// weight (`gateway::vouched_confidence`): 180 corroborated, 128 single,
+    /// 64 unverified, 0 suspect.
+    pub confidence: Confidence,
+    /// True when the trace counted as an anomaly against the gateway (its
+    /// σ reached the Dust INFLAMMATION band).
+    pub anomalous: bool,
+    /// The gateway's anomaly rate after this trace.
+    pub anomaly_rate: f32,
+}
+
+/// What a node concluded about an LPWAN gateway or did for one (ES-16,
+/// ES-12.4 downlinks).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum GatewayEvent {
+    /// Two copies of one Dust transmission carry different readings
+    /// (ES-16.3): neither copy is assessed, both gateways are charged one
+    /// anomaly.
+    Disagreement {
+        /// The Dust device.
+        device: DeviceId,
+        /// Its frame counter (the transmission).
+        frame_counter: u32,
+        /// The gateway whose copy came first.
+        first: DeviceId,
+        /// The gateway of the conflicting copy.
+        second: DeviceId,
+    },
+    /// A gateway's trust level changed with the trace just handled.
+    TrustChanged {
+        /// The gateway.
+        gateway: DeviceId,
+        /// Its confidence before.
+        from: Confidence,
+        /// Its confidence now.
+        to: Confidence,
+        /// Its anomaly rate now.
+        anomaly_rate: f32,
+    },
+    /// A REJECTION_NOTICE about a Dust device this gateway serves was
+    /// weighed (same rule as a notice about ourselves, see `dispatch.rs`).
+    NoticeTally {
+        /// The Dust device.
+        device: DeviceId,
+        /// Who sent the notice.
+        by: DeviceId,
+        /// True if it counts.
+        counted: bool,
+        /// Distinct counted senders within the window.
+        distinct: u8,
+        /// How many are needed.
+        needed: u8,
+    },
+    /// A Dust device this gateway serves is rejected: a REJECTION_NOTICE
+    /// downlink waits for its next uplink.
+    RejectionQueued {
+        /// The Dust device.
+        device: DeviceId,
+        /// Distinct peers whose notices decided it; 0 when our own record did.
+        by_peers: u8,
+    },
+    /// A REJECTION_NOTICE downlink went out ([`Action::LoraDownlink`]).
+    RejectionSent {
+        /// The Dust device.
+        device: DeviceId,
+        /// Its short id on the LoRa link.
+        short_id: u16,
+        /// The downlink counter.
+        counter: u32,
+    },
 }
 
 /// One immune or dispatch decision.
@@ -210,6 +302,16 @@ pub enum AuditEvent {
         /// The reading.
         reading: Reading,
     },
+    /// A peer's CONSISTENCY_ALERT or NK drift report made us audit the
+    /// subject ourselves, outside the epoch draw (ES-4.3).
+    NkAuditTriggered {
+        /// The audited subject.
+        subject: DeviceId,
+        /// The peer whose claim triggered it.
+        by: DeviceId,
+        /// What our own audit found.
+        result: NkAuditResult,
+    },
     /// A REJECTION_NOTICE naming us arrived; it is only recorded, since a
     /// single peer must not be able to quarantine a node.
     RejectedBy {
@@ -223,6 +325,8 @@ pub enum AuditEvent {
     },
     /// A Dust node obeyed an authenticated REJECTION_NOTICE.
     DustQuarantined,
+    /// LPWAN gateway trust and downlinks (ES-16, ES-12.4).
+    Gateway(GatewayEvent),
     /// A Dust node received an authenticated VACCINE.
     DustVaccine {
         /// ES-2.8 attack type code.
@@ -243,6 +347,24 @@ pub enum AuditEvent {
         subject: DeviceId,
         /// Who sent the sync.
         from: DeviceId,
+    },
+    /// An inflammation vote confirmed an environment change: the subject's
+    /// running profile and baseline were moved to its new level (ES-3.1).
+    ProfileRebased {
+        /// The subject.
+        subject: DeviceId,
+        /// The shift, reading steps.
+        delta_steps: i32,
+    },
+    /// The metabolic sweep (ES-1.2) dropped per-subject state that had
+    /// decayed below 2⁻⁵ in its class: how many subjects lost some.
+    MetabolicDecay {
+        /// Last observations (ephemeral, 50 min old).
+        ephemeral: u16,
+        /// RSSI samples and attack evidence (operational, 5 days silent).
+        operational: u16,
+        /// Profiles and baselines (structural, 450 days without update).
+        structural: u16,
     },
     /// A DEATH_CERTIFICATE removed a device from our tables.
     Died {

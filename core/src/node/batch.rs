@@ -70,6 +70,11 @@ impl AttackEvidence {
             self.sum_sq.saturating_add((offset as i64).unsigned_abs().saturating_mul(offset.unsigned_abs() as u64));
     }
 
+    /// True before any offset.
+    pub(super) fn is_empty(&self) -> bool {
+        self.n == 0
+    }
+
     /// Forgets everything (the subject is NORMAL again).
     pub(super) fn clear(&mut self) {
         *self = AttackEvidence::default();

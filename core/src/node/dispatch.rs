@@ -12,19 +12,24 @@
 //! "previous"; the result goes into the *subject's* record.
 //!
 //! Peer statements (ES-10.3, ES-3.1): a CONSISTENCY_ALERT or an
-//! NK_AUDIT_RESPONSE is evidence only, recorded in the audit and never
-//! acted on alone; DATA_RETRACTION removes the issuer's own covered
+//! NK_AUDIT_RESPONSE reporting drift is recorded and makes us run our own
+//! NK audit of the subject, which alone may move our record;
+//! DATA_RETRACTION removes the issuer's own covered
 //! entries; NK_AUDIT_REQUEST is answered from our own profile of the
 //! subject; a DEATH_CERTIFICATE passes `metabolic::plan_death`; REJECTION_NOTICEs
 //! naming us quarantine us only from a majority of distinct live neighbours.
 //! Rules and pinning tests: `docs/spec-deviations.md`.
 
-use super::action::{Action, AuditEvent, FrameDrop, NkRefusal, PeerEvent, Sink, TraceAssessment, VaccineOutcome};
+use super::action::{
+    Action, AuditEvent, FrameDrop, GatewayAssessment, GatewayEvent, NkRefusal, PeerEvent, Sink, TraceAssessment,
+    VaccineOutcome,
+};
 use super::{sync_time, Node, Now};
 use crate::consistency::{check_physical_consistency, ConsistencyInput};
 use crate::crypto::{verify_frame, Crypto};
 use crate::dag::Trace;
 use crate::distance::{estimate_distance, RssiSample};
+use crate::gateway::GATEWAY_VOUCHED_1;
 use crate::guards::FrameMeta;
 use crate::lifecycle::{self, handle_consistency_result, ConsistencyEvent, NodeEvent, SubjectEvent};
 use crate::profile::{compute_deviation, BehavioralProfile, Observation, ProfileMode, SubjectKind};
@@ -61,6 +66,11 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
         let meta = FrameMeta { sender, msg_type, seq: seq_of(&repr.body), timestamp: timestamp_of(&repr.body) };
         let unverified = match self.guards.precheck(meta, now.unix_s) {
             Ok(u) => u,
+            Err(crate::guards::DropReason::Duplicate)
+                if matches!(repr.body, Body::TraceDeposit(TraceDeposit { vouch: Some(_), .. })) =>
+            {
+                return self.on_vouched_duplicate(now, &repr, bytes, out)
+            }
             Err(r) => return self.drop_frame(sender, msg_type, FrameDrop::Guard(r), out),
         };
         // Enrollment frames carry (or certify) their own keys (ES-13.2).
@@ -215,6 +225,9 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
                 }
             }
             Body::RejectionNotice(n) if n.subject_id == self.id => self.on_rejection_notice(now, sender, &n, out),
+            Body::RejectionNotice(n) if self.serves_over_lora(n.subject_id) => {
+                self.on_dust_rejection_notice(now, sender, &n, out)
+            }
             Body::ConsistencyAlert(a) => self.on_consistency_alert(now, sender, &a, out),
             Body::DataRetraction(r) => self.on_retraction(now, sender, &r, out),
             Body::NkAuditRequest(r) if r.target_id == self.id => self.on_nk_request(now, sender, &r, out),
@@ -251,12 +264,123 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
         estimate_distance(&self.id, &them, &[], tracker, self.cfg.environment, &self.cfg.rssi_calibration)
     }
 
+    /// A verified TRACE_DEPOSIT (also our own wrapping of a Dust uplink, a
+    /// gateway's local copy). A gateway-vouched trace goes through ES-16.3
+    /// corroboration first: only the first copy of a Dust transmission is
+    /// assessed; an agreeing copy from another gateway vouches for both, a
+    /// disagreeing one is assessed by nobody (one gateway lies, the Dust
+    /// device is not to blame) and charges both gateways. A gateway that
+    /// just wrapped a device's uplink then answers with a queued
+    /// REJECTION_NOTICE downlink, in the device's receive window.
     pub(super) fn on_trace(
         &mut self,
         now: Now,
         sender: DeviceId,
         t: &TraceDeposit,
         kind: SubjectKind,
+        out: &mut impl Sink,
+    ) {
+        let Some(v) = t.vouch else {
+            return self.assess_trace(now, sender, t, kind, None, out);
+        };
+        let own = v.gateway_id == self.id && self.cfg.role == super::Role::Gateway;
+        if own {
+            self.downlinks.earn();
+        }
+        self.vouched_copy(now, sender, t, v, true, out);
+        if own {
+            self.send_dust_rejection(now, sender, out);
+        }
+    }
+
+    /// ES-16.3 for one gateway's copy of a Dust transmission: corroborated
+    /// against the other copies, assessed if it is the first one and
+    /// `assess` allows, and every gateway whose trust level moved is
+    /// audited. Returns false when the copy was the first seen (nothing to
+    /// corroborate) but not assessed.
+    fn vouched_copy(
+        &mut self,
+        now: Now,
+        sender: DeviceId,
+        t: &TraceDeposit,
+        v: crate::wire::trace::GatewayVouch,
+        assess: bool,
+        out: &mut impl Sink,
+    ) -> bool {
+        use crate::gateway::{CrossCheck, GatewayTrace, MONITORED_GATEWAYS};
+        let mut used = true;
+        let before: heapless::Vec<(DeviceId, crate::types::Confidence), MONITORED_GATEWAYS> =
+            self.gateways.profiles().iter().map(|p| (p.gateway_id(), p.confidence(now.unix_s))).collect();
+        let gt = GatewayTrace {
+            gateway: v.gateway_id,
+            device: sender,
+            frame_counter: v.dust_counter,
+            reading: t.reading,
+            received_at: now.unix_s,
+        };
+        match self.gateways.corroborate(now.unix_s, &gt) {
+            // A full gateway table: assessed unprofiled, at VOUCHED_1.
+            Ok(CrossCheck::First) | Err(_) if assess => {
+                self.assess_trace(now, sender, t, SubjectKind::Dust, Some(v.gateway_id), out)
+            }
+            Ok(CrossCheck::First) | Err(_) => used = false,
+            Ok(CrossCheck::Repeat) => {}
+            Ok(CrossCheck::Agree { second, .. }) => {
+                let _ = self.gateways.evaluate(now.unix_s, second, false);
+            }
+            Ok(CrossCheck::Disagree { first, second }) => {
+                let ev = GatewayEvent::Disagreement { device: sender, frame_counter: v.dust_counter, first, second };
+                out.push(Action::Audit(AuditEvent::Gateway(ev)));
+            }
+        }
+        for p in self.gateways.profiles() {
+            let from = before.iter().find(|(g, _)| *g == p.gateway_id()).map_or(GATEWAY_VOUCHED_1, |(_, c)| *c);
+            let to = p.confidence(now.unix_s);
+            if from != to {
+                let ev =
+                    GatewayEvent::TrustChanged { gateway: p.gateway_id(), from, to, anomaly_rate: p.anomaly_rate() };
+                out.push(Action::Audit(AuditEvent::Gateway(ev)));
+            }
+        }
+        used
+    }
+
+    /// A vouched TRACE_DEPOSIT whose (Dust device, sequence) the guards saw
+    /// already: normally another gateway's copy of the same transmission
+    /// (ES-16.3), which must reach the corroborator although it is a
+    /// duplicate for ES-15. It is verified like a new frame (gateway
+    /// registered for the device, its signature), then only corroborated:
+    /// never assessed, never charged to the rate limit. A copy with nothing
+    /// left to compare against is dropped as the duplicate it is.
+    fn on_vouched_duplicate(&mut self, now: Now, repr: &FrameRepr, bytes: &[u8], out: &mut impl Sink) {
+        let (sender, msg_type) = (repr.sender_id, MessageType::TraceDeposit.to_u8());
+        let Body::TraceDeposit(t @ TraceDeposit { vouch: Some(v), .. }) = repr.body else {
+            return;
+        };
+        if !self.serves(sender, v.gateway_id) {
+            return self.drop_frame(sender, msg_type, FrameDrop::NotServed, out);
+        }
+        let Some(key) = self.key_of(v.gateway_id) else {
+            return self.drop_frame(sender, msg_type, FrameDrop::UnknownSender, out);
+        };
+        if verify_frame(&self.crypto, &key, bytes, repr.signed_len()).is_err() {
+            return self.drop_frame(sender, msg_type, FrameDrop::BadSignature, out);
+        }
+        if !self.vouched_copy(now, sender, &t, v, false, out) {
+            self.drop_frame(sender, msg_type, FrameDrop::Guard(crate::guards::DropReason::Duplicate), out);
+        }
+    }
+
+    /// ES-10.3 TRACE_DEPOSIT: consistency, deviation, profile, DAG, field,
+    /// lifecycle. `gateway` names the gateway of a vouched trace, whose
+    /// ES-16 confidence replaces the claimed one in the field.
+    fn assess_trace(
+        &mut self,
+        now: Now,
+        sender: DeviceId,
+        t: &TraceDeposit,
+        kind: SubjectKind,
+        gateway: Option<DeviceId>,
         out: &mut impl Sink,
     ) {
         let trace = Trace::from_deposit(sender, t);
@@ -293,6 +417,7 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
             return;
         };
         s.msgs_epoch = s.msgs_epoch.saturating_add(1);
+        super::SlowTrend::update(&mut s.trend, t.quantity, t.quantity.to_value(t.reading), now.mono_ms);
         // Deviation first, against the profile without this trace and with
         // the previous trace as "previous" (SPEC-NOTES 26).
         let deviation = s
@@ -313,20 +438,13 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
                 BehavioralProfile::new(sender, t.quantity, mode)
             });
             profile_updated = p.update(&obs, prev.as_ref(), &[]).is_ok();
+            if profile_updated {
+                s.profile_updated_ms = now.mono_ms;
+            }
         }
         s.last_obs = Some(obs);
 
         let _ = self.dag_append(&trace, now, out);
-        let _ = self.field.deposit(&trace, used_weight, now.unix_s);
-        if let Some((_, s)) = self.subjects.get_mut(i) {
-            // ES-10.4 step 4: the epoch aggregate of accepted traces.
-            let flags = super::batch::anomaly_flags_of(s.record.state());
-            let acc = s.acc.get_or_insert_with(|| crate::settlement::DeviceEpoch::new(sender, t.quantity));
-            if acc.quantity == t.quantity {
-                acc.add(t.reading, t.confidence, used_weight);
-                acc.anomaly_flags |= flags;
-            }
-        }
 
         let profile_sigma = deviation.map_or(0.0, |d| d.total);
         let my_reading = mine.map(|(r, _)| r);
@@ -371,6 +489,29 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
             }
             ConsistencyEvent::Nothing => (deviation_total, deviation_total.map(|d| SubjectEvent::Deviation(sample(d)))),
         };
+        // ES-16.2: the field multiplies the gateway's confidence into the
+        // weight; a trace that reached the Dust INFLAMMATION band counts as
+        // an anomaly against its gateway (ES-16.3).
+        let gateway = gateway.map(|g| {
+            use crate::profile::DeviationVerdict;
+            let anomalous =
+                fed_sigma.is_some_and(|x| DeviationVerdict::classify(x, kind) >= DeviationVerdict::Inflammation);
+            let assessed = self.gateways.evaluate(now.unix_s, g, anomalous).map_or(GATEWAY_VOUCHED_1, |(_, c)| c);
+            let anomaly_rate = self.gateways.profile(&g).map_or(0.0, |p| p.anomaly_rate());
+            let confidence = crate::gateway::vouched_confidence(assessed, t.confidence);
+            GatewayAssessment { gateway: g, confidence, anomalous, anomaly_rate }
+        });
+        let confidence = gateway.map_or(t.confidence, |g| g.confidence);
+        let _ = self.field.deposit(&Trace { confidence, ..trace }, used_weight, now.unix_s);
+        if let Some((_, s)) = self.subjects.get_mut(i) {
+            // ES-10.4 step 4: the epoch aggregate of accepted traces.
+            let flags = super::batch::anomaly_flags_of(s.record.state());
+            let acc = s.acc.get_or_insert_with(|| crate::settlement::DeviceEpoch::new(sender, t.quantity));
+            if acc.quantity == t.quantity {
+                acc.add(t.reading, confidence, used_weight);
+                acc.anomaly_flags |= flags;
+            }
+        }
         if let Some((_, s)) = self.subjects.get_mut(i) {
             // The figures a vaccine would carry (ES-2.8): deviating offsets
             // since the subject was last NORMAL.
@@ -394,23 +535,26 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
             time_delta_ms,
             fed_sigma: fed_sigma.unwrap_or(0.0),
             profile_updated,
+            gateway,
         })));
         if let Some(e) = event {
             self.feed_subject(i, e, now, out);
         }
     }
 
-    /// What we learned of `suspect` (its baseline, else a profile with
-    /// enough samples) and our own slow average, for a vote reply.
+    /// What we learned of `suspect` for a vote reply: its slow average
+    /// (same time constant as our own, see [`super::SlowTrend`]) and its
+    /// spread from its baseline (else a profile with enough samples).
     fn history_of(&self, suspect: DeviceId, quantity: QuantityType) -> Option<lifecycle::LocalHistory> {
         let s = self.subject(suspect)?;
         let p = s.baseline().or(s.profile())?;
         if p.quantity != quantity || p.value_count < self.cfg.min_profile_samples {
             return None;
         }
+        let theirs = s.trend.filter(|t| t.quantity == quantity)?;
         let own = self.own_trend.filter(|t| t.quantity == quantity)?;
         Some(lifecycle::LocalHistory {
-            suspect_mean: p.value_mean,
+            suspect_mean: theirs.mean,
             suspect_sigma: libm::sqrtf(p.value_var.max(0.0)),
             own_mean: own.mean,
         })
@@ -607,8 +751,9 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
     /// CONSISTENCY_ALERT: evidence about the suspect, never a decision. The
     /// alert is a third party's unverifiable claim (its reading, its
     /// distance), so it is recorded with the distinct alerters in the window
-    /// and our own view of the suspect; our record of the suspect moves only
-    /// on what we measure ourselves. Alerts about the alerter itself are
+    /// and our own view of the suspect, and answered by our own audit
+    /// ([`Node::follow_up_audit`]); our record of the suspect moves only on
+    /// what we measure ourselves. Alerts about the alerter itself are
     /// ignored, alerts about us are recorded like any other.
     fn on_consistency_alert(&mut self, now: Now, sender: DeviceId, a: &ConsistencyAlert, out: &mut impl Sink) {
         if a.suspect_id == sender {
@@ -630,6 +775,41 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
             our_view: self.subject_state(a.suspect_id),
         };
         out.push(Action::Audit(AuditEvent::Peer(ev)));
+        self.follow_up_audit(now, sender, a.suspect_id, out);
+    }
+
+    /// What a peer's CONSISTENCY_ALERT or drift report makes us do: audit
+    /// the suspect ourselves now, whatever the epoch's draw (ES-4.3
+    /// `run_nk_audit` against our own baseline). Our record moves only if
+    /// our own audit finds the drift; the peer's claim decides nothing.
+    /// Ignored from senders we isolate, about subjects we do not profile,
+    /// and more than once per subject per epoch, so a flood of claims costs
+    /// one audit. A drift found this way is not alerted again (the
+    /// neighbours heard the first alert).
+    pub(super) fn follow_up_audit(&mut self, now: Now, from: DeviceId, suspect: DeviceId, out: &mut impl Sink) {
+        use crate::profile::{run_nk_audit, NkAuditResult};
+        if self.subject(from).is_some_and(|s| s.isolated) {
+            return;
+        }
+        let epoch = self.epoch;
+        let Some(i) = self.subject_index(suspect) else {
+            return;
+        };
+        let Some((id, s)) = self.subjects.get_mut(i) else {
+            return;
+        };
+        let (Some(base), Some(cur)) = (s.baseline.as_ref(), s.profile.as_ref()) else {
+            return;
+        };
+        if s.followed_up == Some(epoch) {
+            return;
+        }
+        s.followed_up = Some(epoch);
+        let result = run_nk_audit(*id, base, cur, s.kind);
+        out.push(Action::Audit(AuditEvent::NkAuditTriggered { subject: suspect, by: from, result }));
+        if let NkAuditResult::DriftDetected { drift_sigma, .. } = result {
+            self.act_on_drift(i, drift_sigma, false, now, out);
+        }
     }
 
     /// DATA_RETRACTION: the issuer's own entries that
@@ -728,7 +908,8 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
 
     /// NK_AUDIT_RESPONSE addressed to us: recorded, and marked solicited
     /// when it answers an outstanding request of ours (target, subject and
-    /// nonce). It never moves a record: one peer's audit is its opinion.
+    /// nonce). One peer's audit is its opinion: a drift verdict makes us
+    /// audit the subject ourselves, it never moves a record by itself.
     fn on_nk_response(&mut self, now: Now, sender: DeviceId, r: &NkAuditResponse, out: &mut impl Sink) {
         use crate::wire::immune::AuditResult;
         if !self.fresh(now, sender, MessageType::NkAuditResponse, r.timestamp, out) {
@@ -747,6 +928,9 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
             dims: r.drifted_dims,
         };
         out.push(Action::Audit(AuditEvent::Peer(ev)));
+        if r.result == AuditResult::DriftDetected {
+            self.follow_up_audit(now, sender, r.subject_id, out);
+        }
     }
 
     /// A REJECTION_NOTICE naming us. One peer must not quarantine a node,
@@ -764,12 +948,8 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
         if !self.fresh(now, sender, MessageType::RejectionNotice, n.timestamp, out) {
             return;
         }
-        let credible = self.quorum.table().get(&sender).is_some()
-            && self.subject(sender).is_some_and(|s| {
-                s.kind == SubjectKind::Nano && !s.isolated && s.record.state() != lifecycle::SubjectState::Rejection
-            });
-        let alive = self.quorum.table().alive_count(now.unix_s);
-        let needed = MIN_REJECTION_NOTICES.max(alive / 2 + 1);
+        let credible = self.credible_notice_sender(sender);
+        let needed = self.notices_needed(now);
         let distinct = if credible {
             self.peers.add_notice(sender, now.mono_ms)
         } else {
@@ -783,6 +963,112 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
         if credible && distinct >= needed {
             self.peers.notices.clear();
             self.feed_own(NodeEvent::RejectedByPeers, now, out);
+        }
+    }
+
+    /// A peer's REJECTION_NOTICE counts only from a Nano we hear directly
+    /// (in the neighbour table), do not isolate and have not rejected.
+    fn credible_notice_sender(&self, sender: DeviceId) -> bool {
+        self.quorum.table().get(&sender).is_some()
+            && self.subject(sender).is_some_and(|s| {
+                s.kind == SubjectKind::Nano && !s.isolated && s.record.state() != lifecycle::SubjectState::Rejection
+            })
+    }
+
+    /// Distinct credible notices that decide: max([`MIN_REJECTION_NOTICES`],
+    /// a majority of our live neighbours).
+    fn notices_needed(&self, now: Now) -> usize {
+        let alive = self.quorum.table().alive_count(now.unix_s);
+        MIN_REJECTION_NOTICES.max(alive / 2 + 1)
+    }
+
+    /// True for a gateway and a Dust device registered with it.
+    fn serves_over_lora(&self, device: DeviceId) -> bool {
+        self.cfg.role == super::Role::Gateway && self.registry.short_id_of(&device).is_some()
+    }
+
+    /// A REJECTION_NOTICE about a Dust device this gateway serves: the
+    /// device cannot hear the mesh, so the gateway relays the verdict by
+    /// downlink, but only on the rule that quarantines a node named in
+    /// notices ([`Node::on_rejection_notice`]): fresh notices from distinct
+    /// credible senders, max(3, majority of live neighbours), within
+    /// [`PEER_EVIDENCE_WINDOW_MS`]. One Nano (or a few liars) must not be
+    /// able to silence a Dust device. Our own REJECTION of the device
+    /// queues the downlink without any notice.
+    fn on_dust_rejection_notice(&mut self, now: Now, sender: DeviceId, n: &RejectionNotice, out: &mut impl Sink) {
+        if !self.fresh(now, sender, MessageType::RejectionNotice, n.timestamp, out) {
+            return;
+        }
+        let device = n.subject_id;
+        let credible = self.credible_notice_sender(sender);
+        let needed = self.notices_needed(now);
+        let distinct = if credible {
+            self.downlinks.add_notice(device, sender, now.mono_ms, PEER_EVIDENCE_WINDOW_MS)
+        } else {
+            self.downlinks.notices_about(&device)
+        };
+        let sat = |x: usize| x.min(u8::MAX as usize) as u8;
+        let ev = GatewayEvent::NoticeTally {
+            device,
+            by: sender,
+            counted: credible,
+            distinct: sat(distinct),
+            needed: sat(needed),
+        };
+        out.push(Action::Audit(AuditEvent::Gateway(ev)));
+        if credible && distinct >= needed {
+            self.queue_dust_rejection(device, sat(distinct), now, out);
+        }
+    }
+
+    /// Queues a REJECTION_NOTICE downlink for a Dust device we serve
+    /// (`by_peers`: the notices that decided it, 0 for our own verdict);
+    /// anything else is ignored.
+    pub(super) fn queue_dust_rejection(&mut self, device: DeviceId, by_peers: u8, now: Now, out: &mut impl Sink) {
+        if !self.serves_over_lora(device) {
+            return;
+        }
+        if self.downlinks.queue(device, now.mono_ms) {
+            out.push(Action::Audit(AuditEvent::Gateway(GatewayEvent::RejectionQueued { device, by_peers })));
+        }
+    }
+
+    /// Sends the queued REJECTION_NOTICE for `device`, if any, as a v2 Dust
+    /// downlink (counter + AES-CMAC under the device's key, the checks of
+    /// the Dust side's `handle_downlink`) when ES-12.4's budget allows.
+    /// Queued rejections expire with the REJECTION timeout.
+    fn send_dust_rejection(&mut self, now: Now, device: DeviceId, out: &mut impl Sink) {
+        use crate::wire::dust::{DustAuth, DustDownlink, DustRejection, Mac4, ShortId, MAC_LEN, REJECTION_V2_LEN};
+        self.downlinks.expire(now.mono_ms, self.cfg.subject_timers.rejection_ms);
+        if self.own.state() == lifecycle::OwnState::Apoptotic {
+            return;
+        }
+        let Some(entry) = self.registry.short_id_of(&device).and_then(|s| self.registry.lookup(s)).copied() else {
+            return;
+        };
+        let Some(counter) = self.downlinks.take(&device, now.unix_s) else {
+            return;
+        };
+        let dl = DustDownlink::Rejection(DustRejection {
+            version: crate::wire::Version::V2,
+            target: ShortId(entry.short_id.to_le_bytes()),
+            auth: Some(DustAuth { counter, mac: Mac4([0; MAC_LEN]) }),
+        });
+        let mut buf = [0u8; REJECTION_V2_LEN];
+        let (Ok(len), Some(covered)) = (dl.emit(&mut buf), dl.mac_input_len()) else {
+            return;
+        };
+        let mac = crate::crypto::dust_mac(&entry.key.0, buf.get(..covered).unwrap_or(&[]));
+        let Some(frame) = buf.get_mut(..len) else {
+            return;
+        };
+        if crate::wire::dust::set_mac(frame, &Mac4(mac)).is_err() {
+            return;
+        }
+        if let Ok(frame) = super::FrameBuf::from_slice(frame) {
+            out.push(Action::LoraDownlink { dest: device, frame });
+            let ev = GatewayEvent::RejectionSent { device, short_id: entry.short_id, counter };
+            out.push(Action::Audit(AuditEvent::Gateway(ev)));
         }
     }
 

@@ -28,8 +28,8 @@ mod tests;
 pub mod timers;
 
 pub use action::{
-    Action, AuditEvent, BatchRefusal, FrameBuf, FrameDrop, FrameDropCounts, Sink, TakeBatchError, TraceAssessment,
-    VaccineOutcome, MAX_FRAME,
+    Action, AuditEvent, BatchRefusal, FrameBuf, FrameDrop, FrameDropCounts, GatewayAssessment, GatewayEvent, Sink,
+    TakeBatchError, TraceAssessment, VaccineOutcome, MAX_FRAME,
 };
 pub use dust::{DustDrop, DustLink};
 pub use enroll::{Authorised, EnrollConfig, EnrollEvent, EnrollRefusal, MAX_MANIFEST};
@@ -217,6 +217,9 @@ pub struct Subject<const N: usize> {
     acc: Option<crate::settlement::DeviceEpoch>,
     evidence: batch::AttackEvidence,
     vaccinated: bool,
+    trend: Option<SlowTrend>,
+    profile_updated_ms: u64,
+    followed_up: Option<u32>,
 }
 
 impl<const N: usize> Subject<N> {
@@ -277,39 +280,46 @@ pub struct Node<
     dust: dust::DustState,
     registry: crate::gateway::DustRegistry<N>,
     served: heapless::Vec<(DeviceId, DeviceId), N>,
+    gateways: GatewayMonitorOf<N>,
+    downlinks: crate::gateway::DownlinkPlanner<N>,
     vaccines: crate::vaccine::VaccineTable,
     vaccines_seen: crate::vaccine::SeenSet,
     dag_synced: DagSynced,
     peers: dispatch::PeerEvidence<N>,
     enroll: enroll::EnrollState<N>,
     batches: batch::Outbox<N>,
-    own_trend: Option<OwnTrend>,
+    own_trend: Option<SlowTrend>,
+    queries: heapless::Vec<crate::wire::InflammationQuery, N>,
+    query_pacer: timers::SendPacer,
 }
 
-/// Time constant of [`OwnTrend`], ms: slow enough that a change of the last
-/// minutes still stands out against it when a vote asks.
-const OWN_TREND_TAU_MS: f32 = 3_600_000.0;
+/// Time constant of [`SlowTrend`], ms: slow enough that a change of the
+/// last minutes still stands out against it when a vote asks.
+const TREND_TAU_MS: f32 = 3_600_000.0;
 
-/// A slow exponential average of our own readings: the level an inflammation
-/// responder compares its current reading with
-/// ([`lifecycle::evaluate_inflammation_with_history`]).
+/// A slow exponential average of one device's readings, ours or a
+/// subject's: an inflammation responder compares the suspect's shift from
+/// its trend with its own shift from its own trend
+/// ([`lifecycle::evaluate_inflammation_with_history`]), two figures with
+/// the same time constant, so a step everyone saw is explained however long
+/// ago the suspect's baseline was frozen.
 #[derive(Clone, Copy, Debug, PartialEq)]
-struct OwnTrend {
+struct SlowTrend {
     quantity: QuantityType,
     mean: f32,
     last_ms: u64,
 }
 
-impl OwnTrend {
-    fn update(trend: &mut Option<OwnTrend>, quantity: QuantityType, value: f32, now_ms: u64) {
+impl SlowTrend {
+    fn update(trend: &mut Option<SlowTrend>, quantity: QuantityType, value: f32, now_ms: u64) {
         match trend {
             Some(t) if t.quantity == quantity => {
                 let dt = now_ms.saturating_sub(t.last_ms) as f32;
-                let a = 1.0 - libm::expf(-dt / OWN_TREND_TAU_MS);
+                let a = 1.0 - libm::expf(-dt / TREND_TAU_MS);
                 t.mean += a * (value - t.mean);
                 t.last_ms = now_ms;
             }
-            _ => *trend = Some(OwnTrend { quantity, mean: value, last_ms: now_ms }),
+            _ => *trend = Some(SlowTrend { quantity, mean: value, last_ms: now_ms }),
         }
     }
 }
@@ -369,6 +379,12 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
     }
 }
 
+/// The ES-16.3 gateway profiles a node keeps: [`crate::gateway::MONITORED_GATEWAYS`]
+/// gateways, listing up to `N` Dust devices each, and `N` recent Dust
+/// transmissions to corroborate.
+pub type GatewayMonitorOf<const N: usize> =
+    crate::gateway::GatewayMonitor<{ crate::gateway::MONITORED_GATEWAYS }, N, N>;
+
 /// A Nano with ES-1.2 capacities (32 neighbours, 4096 DAG entries).
 pub type NanoNode<C> = Node<C>;
 /// A Nano sized for a 256 KiB board: 8 neighbours, 256 DAG entries.
@@ -392,6 +408,8 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
         let _ = own.handle(NodeEvent::PufOk, now.mono_ms);
         let mut field = PheromoneField::new();
         let _ = field.set_lambda(crate::quorum::QuorumMode::Solo.lambda());
+        let rate = &cfg.guards.rate;
+        let query_pacer = timers::SendPacer::new(rate.limit(crate::guards::msg::INFLAMMATION_QUERY), rate.epoch_secs);
         Node {
             cfg,
             crypto,
@@ -420,6 +438,8 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
             dust: dust::DustState::default(),
             registry: crate::gateway::DustRegistry::new(id),
             served: heapless::Vec::new(),
+            gateways: GatewayMonitorOf::new(crate::gateway::CORROBORATION_WINDOW_S),
+            downlinks: crate::gateway::DownlinkPlanner::new(),
             vaccines: crate::vaccine::VaccineTable::new(),
             vaccines_seen: crate::vaccine::SeenSet::new(),
             dag_synced: DagSynced::default(),
@@ -427,6 +447,8 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
             enroll: enroll_state,
             batches: batch::Outbox::new(now.unix_s),
             own_trend: None,
+            queries: heapless::Vec::new(),
+            query_pacer,
         }
     }
 
@@ -643,6 +665,11 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
     pub fn subjects(&self) -> impl Iterator<Item = (DeviceId, &Subject<N>)> {
         self.subjects.iter().map(|(d, s)| (*d, s))
     }
+    /// The LPWAN gateways this node monitors (ES-16.3): anomaly rates,
+    /// corroboration, trust.
+    pub fn gateway_monitor(&self) -> &GatewayMonitorOf<N> {
+        &self.gateways
+    }
     /// Vaccines applied here (ES-2.8).
     pub fn vaccines(&self) -> &crate::vaccine::VaccineTable {
         &self.vaccines
@@ -688,6 +715,9 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
             acc: None,
             evidence: batch::AttackEvidence::default(),
             vaccinated: false,
+            trend: None,
+            profile_updated_ms: now.mono_ms,
+            followed_up: None,
         };
         self.subjects.push((id, s)).ok()?;
         Some(self.subjects.len() - 1)
@@ -777,7 +807,11 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
                     timestamp: now.unix_s,
                     v2: Some(InflammationQueryV2 { query_id }),
                 };
-                self.broadcast(Body::InflammationQuery(q), out);
+                if self.queries.is_full() {
+                    self.queries.remove(0);
+                }
+                let _ = self.queries.push(q);
+                self.flush_queries(now, out);
             }
             LifecycleAction::SendRejectionNotice { subject, reason, deviation_tenths, query_id } => {
                 let n =
@@ -786,6 +820,7 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
                 if reason == crate::wire::immune::RejectionReason::InflammationVote {
                     self.originate_vaccine(subject, now, out);
                 }
+                self.queue_dust_rejection(subject, 0, now, out);
             }
             LifecycleAction::IsolateFromConsensus { subject } => {
                 if let Some(i) = self.subject_index(subject) {
@@ -795,13 +830,7 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
                 }
                 self.field.invalidate_device(subject);
             }
-            LifecycleAction::UpdateProfile { subject } => {
-                if let Some((_, s)) = self.subject_index(subject).and_then(|i| self.subjects.get_mut(i)) {
-                    if let (Some(p), Some(obs)) = (s.profile.as_mut(), s.last_obs) {
-                        let _ = p.update(&obs, None, &[]);
-                    }
-                }
-            }
+            LifecycleAction::UpdateProfile { subject } => self.rebase_subject(subject, out),
             LifecycleAction::RelearnProfile { subject } => {
                 if let Some((_, s)) = self.subject_index(subject).and_then(|i| self.subjects.get_mut(i)) {
                     s.profile = None;
@@ -810,6 +839,7 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
                     s.first_heard_ms = now.mono_ms;
                     s.evidence.clear();
                     s.vaccinated = false;
+                    s.trend = None;
                 }
             }
             LifecycleAction::ForgetSubject { subject } => self.forget(subject),
@@ -822,6 +852,62 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
         }
     }
 
+    /// ES-3.1 "confirm (update profile)": the neighbours confirmed that the
+    /// environment moved, so the subject's latest reading is its new level.
+    /// Its running profile and its frozen baseline are shifted by the same
+    /// step (`BehavioralProfile::rebase_level`, the shape is kept), then the
+    /// confirmed reading joins the running profile. Shifting both by the
+    /// same amount keeps any drift the subject had before the step visible
+    /// to the NK audit, and without the shift the next reading at the new
+    /// level would open another vote and the audit would report the
+    /// environment as the subject's drift.
+    fn rebase_subject(&mut self, subject: DeviceId, out: &mut impl Sink) {
+        let Some((_, s)) = self.subject_index(subject).and_then(|i| self.subjects.get_mut(i)) else {
+            return;
+        };
+        let (Some(p), Some(obs)) = (s.profile.as_mut(), s.last_obs) else {
+            return;
+        };
+        if obs.quantity != p.quantity {
+            return;
+        }
+        let step = p.quantity.scale().unit_per_step;
+        let delta = libm::roundf((p.quantity.to_value(obs.reading) - p.value_mean) / step);
+        if !delta.is_finite() {
+            return;
+        }
+        let delta = delta.clamp(-(u16::MAX as f32), u16::MAX as f32) as i32;
+        p.rebase_level(delta);
+        let _ = p.update(&obs, None, &[]);
+        if let Some(b) = s.baseline.as_mut() {
+            b.rebase_level(delta);
+        }
+        out.push(Action::Audit(AuditEvent::ProfileRebased { subject, delta_steps: delta }));
+    }
+
+    /// Sends the queued INFLAMMATION_QUERYs the neighbours' rate limit
+    /// admits now (a step seen by every neighbour opens one vote per
+    /// subject at once, twice what ES-15.1 lets one sender ask per minute),
+    /// stamped with the send time. A query whose vote is no longer open
+    /// (decided, timed out) is dropped unsent.
+    fn flush_queries(&mut self, now: Now, out: &mut impl Sink) {
+        while let Some(q) = self.queries.first().copied() {
+            let open = q.v2.is_some_and(|v| {
+                self.subject(q.suspect_id)
+                    .and_then(|s| s.record.active_query())
+                    .is_some_and(|a| a.query_id == v.query_id)
+            });
+            if open && !self.query_pacer.try_send(now.mono_ms) {
+                return;
+            }
+            self.queries.remove(0);
+            if open {
+                let q = crate::wire::InflammationQuery { timestamp: now.unix_s, ..q };
+                self.broadcast(Body::InflammationQuery(q), out);
+            }
+        }
+    }
+
     /// Drops everything held about `device` (death, ES-10.3).
     fn forget(&mut self, device: DeviceId) {
         if let Some(i) = self.subject_index(device) {
@@ -830,6 +916,7 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
         self.quorum.remove(&device);
         self.dag.invalidate_device(device);
         self.field.invalidate_device(device);
+        self.downlinks.cancel(&device);
     }
 
     /// An own sensor reading (ES-10.2 4b): innate check, then a signed
@@ -847,7 +934,7 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
             out.push(Action::Audit(AuditEvent::OwnReadingImpossible { quantity, reading }));
             return;
         }
-        OwnTrend::update(&mut self.own_trend, quantity, quantity.to_value(reading), now.mono_ms);
+        SlowTrend::update(&mut self.own_trend, quantity, quantity.to_value(reading), now.mono_ms);
         if self.cfg.role == Role::Dust {
             return self.dust_uplink(now, reading, out);
         }
@@ -898,6 +985,7 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
                     self.sync_dag(out);
                     self.field.expire(now.unix_s);
                     self.vaccines.expire(now.unix_s);
+                    self.metabolic_sweep(now, out);
                 }
                 Timer::Heartbeat => self.send_heartbeat(now, out),
                 Timer::FlashFlush => {
@@ -906,6 +994,49 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
                 }
                 Timer::StateTimeouts => self.state_timeouts(now, out),
             }
+        }
+    }
+
+    /// ES-1.2 metabolic decay of what the node keeps per subject, at the
+    /// DAG GC (ES-10.2 4f). Each piece of state belongs to a class and is
+    /// dropped once it is "effectively dead" in it (`MetabolicClock::dead`,
+    /// below 2⁻⁵, the DAG's own cutoff), measured from when it was last
+    /// refreshed on our monotonic clock:
+    /// - ephemeral (dead after 50 min): the subject's last observation, so
+    ///   no interval, vaccine offset or confirmed-level update is computed
+    ///   from a reading that old; DAG and field entries are collected above;
+    /// - operational (5 days without hearing the subject): its RSSI samples
+    ///   (where it stood a week ago is no distance today) and the attack
+    ///   evidence gathered for a vaccine;
+    /// - structural (450 days without a profile update): profile and
+    ///   baseline, relearnt from scratch. The 90-day heartbeat timeout
+    ///   (SPEC-NOTES 10) forgets a silent subject first unless configured
+    ///   longer.
+    fn metabolic_sweep(&mut self, now: Now, out: &mut impl Sink) {
+        use crate::metabolic::{MetabolicClock, StateClass};
+        let dead_ms = |c| MetabolicClock::dead(c).lifetime_s().map_or(u64::MAX, |s| u64::from(s) * 1000);
+        let (eph, op, st) =
+            (dead_ms(StateClass::Ephemeral), dead_ms(StateClass::Operational), dead_ms(StateClass::Structural));
+        let age = |since: u64| now.mono_ms.saturating_sub(since);
+        let (mut ephemeral, mut operational, mut structural) = (0u16, 0u16, 0u16);
+        for (_, s) in self.subjects.iter_mut() {
+            if s.last_obs.is_some_and(|o| age(o.rx_ms) >= eph) {
+                s.last_obs = None;
+                ephemeral = ephemeral.saturating_add(1);
+            }
+            if age(s.record.last_heard_ms()) >= op && (!s.rssi.is_empty() || !s.evidence.is_empty()) {
+                s.rssi = RssiTracker::new();
+                s.evidence.clear();
+                operational = operational.saturating_add(1);
+            }
+            if s.profile.is_some() && age(s.profile_updated_ms) >= st {
+                s.profile = None;
+                s.baseline = None;
+                structural = structural.saturating_add(1);
+            }
+        }
+        if ephemeral | operational | structural != 0 {
+            out.push(Action::Audit(AuditEvent::MetabolicDecay { ephemeral, operational, structural }));
         }
     }
 
@@ -952,24 +1083,12 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
                         out.push(Action::Audit(AuditEvent::NkAudit { subject: *id, draw, result }));
                         if let crate::profile::NkAuditResult::DriftDetected { drift_sigma, .. } = result {
                             drift = Some(drift_sigma);
-                            let step = cur.quantity.scale().unit_per_step;
-                            let offset = (cur.value_mean - base.value_mean) / step;
-                            if offset.is_finite() {
-                                let offset = offset.clamp(i32::MIN as f32, i32::MAX as f32) as i32;
-                                s.evidence.record(batch::Cause::Drift, offset);
-                            }
                         }
                     }
                 }
             }
             if let Some(sigma) = drift {
-                let sample = lifecycle::DeviationSample {
-                    sigma,
-                    quantity: self.cfg.quantity,
-                    suspect_reading: 0,
-                    my_reading: 0,
-                };
-                self.feed_subject(i, lifecycle::SubjectEvent::Deviation(sample), now, out);
+                self.act_on_drift(i, sigma, true, now, out);
             }
             i += 1;
         }
@@ -979,6 +1098,46 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
         }
         let mode = self.quorum.mode();
         self.feed_own(NodeEvent::Tick { mode }, now, out);
+    }
+
+    /// What an NK audit that found drift does (ES-10.4 step 2): the offset
+    /// of the running profile from the baseline becomes vaccine evidence,
+    /// the record gets `DEVIATION(drift)`, and with `alert` a
+    /// CONSISTENCY_ALERT (severity REJECTION) tells the neighbours, who
+    /// audit the subject themselves (`follow_up_audit`). The
+    /// alert's readings, which the spec leaves at 0, carry the running mean
+    /// and the band of the baseline mean ± 2σ outside which ES-4.3 counts
+    /// the value dimension as drifted.
+    fn act_on_drift(&mut self, i: usize, sigma: f32, alert: bool, now: Now, out: &mut impl Sink) {
+        use crate::wire::immune::{ConsistencyAlert, ConsistencyAlertV2, Severity};
+        let Some((id, s)) = self.subjects.get_mut(i) else {
+            return;
+        };
+        let (id, mut body) = (*id, None);
+        if let (Some(base), Some(cur)) = (s.baseline.as_ref(), s.profile.as_ref()) {
+            let step = cur.quantity.scale().unit_per_step;
+            let to_steps = |v: f32| libm::roundf(v / step).clamp(i32::MIN as f32, i32::MAX as f32) as i32;
+            let to_reading = |v: f32| to_steps(v).clamp(i16::MIN as i32, i16::MAX as i32) as crate::types::Reading;
+            let offset = cur.value_mean - base.value_mean;
+            if offset.is_finite() {
+                s.evidence.record(batch::Cause::Drift, to_steps(offset));
+            }
+            let band = 2.0 * (libm::sqrtf(base.value_var.max(0.0)) + 0.01);
+            body = Some(ConsistencyAlert {
+                suspect_id: id,
+                suspect_reading: to_reading(cur.value_mean),
+                expected_max: to_reading(base.value_mean + band),
+                expected_min: to_reading(base.value_mean - band),
+                severity: Severity::Rejection,
+                v2: Some(ConsistencyAlertV2 { quantity: cur.quantity, timestamp: now.unix_s }),
+            });
+        }
+        let sample =
+            lifecycle::DeviationSample { sigma, quantity: self.cfg.quantity, suspect_reading: 0, my_reading: 0 };
+        self.feed_subject(i, lifecycle::SubjectEvent::Deviation(sample), now, out);
+        if let (true, Some(a)) = (alert, body) {
+            self.broadcast(Body::ConsistencyAlert(a), out);
+        }
     }
 
     /// ES-10.4 step 5: each profile is broadcast every tenth epoch, the
@@ -1025,6 +1184,7 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
     /// ES-10.5 for the node and every record, plus freezing the profiles of
     /// subjects whose neonatal learning time is over.
     fn state_timeouts(&mut self, now: Now, out: &mut impl Sink) {
+        self.flush_queries(now, out);
         let mode = self.quorum.mode();
         self.feed_own(NodeEvent::Tick { mode }, now, out);
         let mut i = 0;

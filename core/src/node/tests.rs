@@ -211,6 +211,97 @@ fn consistency_alert_is_recorded_never_acted_on() {
     assert!(matches!(peer_events(&out)[..], [PeerEvent::Stale { .. }]));
 }
 
+/// A profile of `id` that learned readings around `mean` (±2 LSB).
+fn learned(id: DeviceId, mean: crate::types::Reading) -> BehavioralProfile<4> {
+    let mut p = BehavioralProfile::new(id, QuantityType::Temperature, ProfileMode::Learning);
+    for k in 0..40u32 {
+        let o = Observation {
+            reading: mean + (k % 5) as crate::types::Reading - 2,
+            quantity: QuantityType::Temperature,
+            timestamp: 1_700_000_000 + 5 * k,
+            rx_ms: 5_000 * k as u64,
+        };
+        p.update(&o, None, &[]).unwrap();
+    }
+    p
+}
+
+#[test]
+fn alerts_and_drift_reports_trigger_our_own_audit_only() {
+    use crate::profile::NkAuditResult;
+    use crate::wire::immune::{AuditResult, ConsistencyAlert, ConsistencyAlertV2, NkAuditResponse, Severity};
+    let mut n = mesh_of(4);
+    let suspect = n[0].id();
+    let f = own_trace(&mut n[0], at(5));
+    deliver(&mut n[1], at(5), &f);
+    let i = n[1].subject_index(suspect).unwrap();
+    let mut base = learned(suspect, 2200);
+    base.freeze();
+    n[1].subjects[i].1.baseline = Some(base.clone());
+    n[1].subjects[i].1.profile = Some(base.running_copy());
+    n[1].feed_subject(i, lifecycle::SubjectEvent::ProfileFrozen, at(5), &mut |_| {});
+    assert_eq!(n[1].subject_state(suspect), Some(lifecycle::SubjectState::Normal));
+    let alert = |ts| {
+        Body::ConsistencyAlert(ConsistencyAlert {
+            suspect_id: suspect,
+            suspect_reading: 9000,
+            expected_max: 2300,
+            expected_min: 2100,
+            severity: Severity::Rejection,
+            v2: Some(ConsistencyAlertV2 { quantity: QuantityType::Temperature, timestamp: ts }),
+        })
+    };
+    let triggered = |out: &[Action]| {
+        out.iter()
+            .filter_map(|a| match a {
+                Action::Audit(AuditEvent::NkAuditTriggered { subject, by, result }) => Some((*subject, *by, *result)),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    let state = |n: &Small<M>| n.subject_state(suspect);
+    let before = state(&n[1]);
+    // A liar's alert about a subject that has not drifted: our audit passes.
+    let out = send(&mut n, 2, 1, at(6), alert(1_700_000_006));
+    assert_eq!(triggered(&out), [(suspect, n[2].id(), NkAuditResult::Pass)]);
+    assert_eq!(state(&n[1]), before);
+    // The same epoch, another alert: no second audit.
+    let out = send(&mut n, 3, 1, at(7), alert(1_700_000_007));
+    assert!(triggered(&out).is_empty());
+    // Next epoch the subject has drifted by 1 °C (our running profile says
+    // so): a drift report makes us audit and act on our own finding, but we
+    // do not alert again.
+    n[1].epoch += 1;
+    let mut drifted = learned(suspect, 2300);
+    drifted.mode = ProfileMode::Running;
+    n[1].subjects[i].1.profile = Some(drifted);
+    let report = Body::NkAuditResponse(NkAuditResponse {
+        requester_id: n[1].id(),
+        subject_id: suspect,
+        nonce: 9,
+        result: AuditResult::DriftDetected,
+        drift_tenths: 80,
+        drifted_dims: 1,
+        timestamp: 1_700_000_008,
+    });
+    let out = send(&mut n, 3, 1, at(8), report);
+    assert!(matches!(triggered(&out)[..], [(_, _, NkAuditResult::DriftDetected { .. })]), "{out:?}");
+    assert_eq!(state(&n[1]), Some(lifecycle::SubjectState::Inflammation));
+    let sent: Vec<u8> =
+        out.iter().filter_map(|a| if let Action::Broadcast(f) = a { Some(f[3]) } else { None }).collect();
+    assert!(!sent.contains(&0x02), "no alert from a follow-up: {sent:?}");
+    // From a sender we isolate, nothing.
+    n[1].epoch += 1;
+    let j = n[1].subject_index(n[2].id()).unwrap_or_else(|| {
+        let f = own_trace(&mut n[2], at(9));
+        deliver(&mut n[1], at(9), &f);
+        n[1].subject_index(n[2].id()).unwrap()
+    });
+    n[1].subjects[j].1.isolated = true;
+    let out = send(&mut n, 2, 1, at(10), alert(1_700_000_010));
+    assert!(triggered(&out).is_empty());
+}
+
 #[test]
 fn rejection_needs_a_majority_of_distinct_live_neighbours() {
     use crate::wire::immune::{RejectionNotice, RejectionReason};

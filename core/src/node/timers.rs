@@ -160,9 +160,80 @@ impl TimerTable {
     }
 }
 
+/// Margin the [`SendPacer`] adds to each refill period, ms: covers the
+/// whole-second rounding of the receivers' clocks and up to 2 s of skew.
+pub const PACER_MARGIN_MS: u64 = 2_000;
+
+/// The sender's mirror of the token bucket its neighbours keep for one of
+/// its broadcast message types (ES-15.1): a node that sends more than the
+/// limit only gets its frames dropped by every receiver, so it holds them
+/// back instead. Same capacity as the receivers' bucket and a refill period
+/// [`PACER_MARGIN_MS`] longer, so the mirror never has a token the
+/// receivers' buckets lack (each receiver has refilled at least as often).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SendPacer {
+    cap: u16,
+    period_ms: u64,
+    tokens: u16,
+    last_refill_ms: Option<u64>,
+}
+
+impl SendPacer {
+    /// A full bucket of `cap` tokens refilled every `epoch_s` seconds
+    /// (plus the margin).
+    pub fn new(cap: u16, epoch_s: u32) -> Self {
+        let period_ms = u64::from(epoch_s.max(1)) * 1000 + PACER_MARGIN_MS;
+        SendPacer { cap, period_ms, tokens: cap, last_refill_ms: None }
+    }
+
+    /// Takes a token at `now_ms` if one is left; whole periods refill.
+    pub fn try_send(&mut self, now_ms: u64) -> bool {
+        let last = *self.last_refill_ms.get_or_insert(now_ms);
+        let periods = now_ms.saturating_sub(last) / self.period_ms;
+        if periods > 0 {
+            let add = periods.saturating_mul(u64::from(self.cap));
+            self.tokens = (u64::from(self.tokens).saturating_add(add)).min(u64::from(self.cap)) as u16;
+            self.last_refill_ms = Some(last.saturating_add(periods.saturating_mul(self.period_ms)));
+        }
+        if self.tokens == 0 {
+            return false;
+        }
+        self.tokens -= 1;
+        true
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::guards::{msg, FrameMeta, GuardConfig, Guards};
+    use crate::types::DeviceId;
+
+    #[test]
+    fn pacer_never_sends_what_a_receiver_would_drop() {
+        // A receiver's guards, with its clock up to 2 s ahead or behind.
+        for skew_s in [-2i64, 0, 2] {
+            let mut rx: Guards<4, 8> = Guards::new(GuardConfig::default());
+            let mut pacer = SendPacer::new(3, 60);
+            let mut sent = 0;
+            for ms in (0..1_800_000u64).step_by(250) {
+                if pacer.try_send(ms) {
+                    sent += 1;
+                    let now = (1_700_000_000 + ms as i64 / 1000 + skew_s) as u32;
+                    let meta = FrameMeta {
+                        sender: DeviceId([1; 8]),
+                        msg_type: msg::INFLAMMATION_QUERY,
+                        seq: None,
+                        timestamp: None,
+                    };
+                    let u = rx.precheck(meta, now).unwrap();
+                    assert!(rx.admit_verified(u.signature_verified(), now).is_ok(), "query {sent} at {ms} ms dropped");
+                }
+            }
+            // 3 per 62 s over 30 min.
+            assert_eq!(sent, 3 * (1_800_000 / 62_000 + 1), "skew {skew_s}");
+        }
+    }
 
     #[test]
     fn default_intervals_are_es_10_1() {

@@ -489,6 +489,27 @@ impl<const N: usize> BehavioralProfile<N> {
         }
     }
 
+    /// Moves the value level by `delta` reading steps, leaving the shape
+    /// alone: the mean and the histogram range shift, the variance, counts,
+    /// timing, communication and energy components do not. This is the one
+    /// change a frozen self-signature takes: ES-3.1 "confirm (update
+    /// profile)" after neighbours confirmed that the environment itself
+    /// moved, so neither the deviation of the next reading nor the NK audit
+    /// counts the confirmed step as the subject's own drift. The range stops
+    /// at the `i16` edge (a reading outside it widens it as usual).
+    pub fn rebase_level(&mut self, delta: i32) {
+        let step = self.quantity.scale().unit_per_step;
+        let shifted = self.value_mean + delta as f32 * step;
+        if shifted.is_finite() {
+            self.value_mean = shifted;
+        }
+        let (lo, hi) = (self.value_min as i64, self.value_max as i64);
+        let d = (delta as i64).clamp(i16::MIN as i64 - lo, i16::MAX as i64 - hi);
+        self.value_min = (lo + d) as Reading;
+        self.value_max = (hi + d) as Reading;
+        self.profile_version = self.profile_version.wrapping_add(1);
+    }
+
     /// What a PROFILE_SYNC carries of this profile.
     pub fn summary(&self) -> ProfileSummary {
         let step = self.quantity.scale().unit_per_step;

@@ -119,6 +119,40 @@ fn frozen_profiles_never_change() {
 }
 
 #[test]
+fn rebase_moves_the_level_and_keeps_the_shape_even_when_frozen() {
+    let mut p = learning();
+    let mut rng = Lcg(3);
+    let readings: Vec<Reading> = (0..200).map(|_| (2200.0 + 20.0 * rng.normal()) as Reading).collect();
+    feed(&mut p, &readings, &[]);
+    p.freeze();
+    let before = p.clone();
+    let old = obs(2200, 9_000_000);
+    let z_old = compute_deviation(&before, &old, None, &[]).unwrap().total;
+    p.rebase_level(500);
+    assert!((p.value_mean - (before.value_mean + 5.0)).abs() < 1e-4);
+    assert_eq!((p.value_var, p.value_hist, p.value_count), (before.value_var, before.value_hist, before.value_count));
+    assert_eq!((p.value_min, p.value_max), (before.value_min + 500, before.value_max + 500));
+    assert_eq!((p.avg_interval_ms, p.interval_var_ms), (before.avg_interval_ms, before.interval_var_ms));
+    assert!(p.is_frozen(), "still a self-signature");
+    assert_eq!(p.profile_version, before.profile_version.wrapping_add(1));
+    // The same reading 5 °C up scores as the old one did.
+    let z_new = compute_deviation(&p, &obs(2700, 9_000_000), None, &[]).unwrap().total;
+    assert!((z_new - z_old).abs() < 1e-3, "{z_new} vs {z_old}");
+    assert_eq!(p.histogram_bin(2700), before.histogram_bin(2200));
+    // No NK drift against the re-based self-signature for the re-based running profile.
+    let mut cur = before.running_copy();
+    cur.rebase_level(500);
+    assert_eq!(run_nk_audit(ID, &p, &cur, SubjectKind::Nano), NkAuditResult::Pass);
+    assert!(matches!(run_nk_audit(ID, &before, &cur, SubjectKind::Nano), NkAuditResult::DriftDetected { .. }));
+    // The histogram range stops at the i16 edge; the mean still moves.
+    let mut edge = before.clone();
+    edge.rebase_level(i32::from(i16::MAX));
+    assert_eq!(edge.value_max, i16::MAX);
+    assert_eq!(edge.value_max - edge.value_min, before.value_max - before.value_min);
+    assert!(edge.value_mean > 300.0);
+}
+
+#[test]
 fn other_quantities_are_refused() {
     let mut p = learning();
     let o = Observation { quantity: QuantityType::Humidity, ..obs(5000, 1) };
