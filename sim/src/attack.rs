@@ -591,6 +591,9 @@ impl Firmware for Attacker {
     fn register_dust_served(&mut self, dust: DeviceId, gateway: DeviceId) {
         self.inner.register_dust_served(dust, gateway)
     }
+    fn request_time_sync(&mut self, now: Now, source: DeviceId, rng: &mut SimRng, out: &mut Vec<Action>) {
+        self.inner.request_time_sync(now, source, rng, out)
+    }
     fn reboot(&mut self, now: Now) -> Result<String, String> {
         self.clock.reanchor(now);
         self.inner.reboot(now)

@@ -32,6 +32,9 @@ pub trait Firmware: Send {
     fn handle_reading(&mut self, now: Now, quantity: QuantityType, reading: Reading, out: &mut Vec<Action>);
     /// A LoRa uplink received by a gateway; others ignore it.
     fn handle_uplink(&mut self, _now: Now, _bytes: &[u8], _out: &mut Vec<Action>) {}
+    /// A LoRa downlink ([`Action::LoraDownlink`]) received by a Dust node;
+    /// others ignore it.
+    fn handle_downlink(&mut self, _now: Now, _bytes: &[u8], _out: &mut Vec<Action>) {}
     /// A TraceBatch delivered to a Full node; others ignore it.
     fn handle_batch(&mut self, _now: Now, _bytes: &[u8], _out: &mut Vec<Action>) {}
     /// Takes the batch announced by [`Action::SubmitBatch`].
@@ -50,6 +53,9 @@ pub trait Firmware: Send {
     fn register_dust(&mut self, _device: DeviceId, _key: DustKey) {}
     /// Accepts `gateway`'s vouched traces for `dust`.
     fn register_dust_served(&mut self, _dust: DeviceId, _gateway: DeviceId) {}
+    /// Starts an ES-10.2 phase-3 time sync with `source`; the answer comes
+    /// back as [`Action::ClockOffset`] when its response arrives.
+    fn request_time_sync(&mut self, _now: Now, _source: DeviceId, _rng: &mut SimRng, _out: &mut Vec<Action>) {}
     /// Power came back after a crash: boot again from whatever the flash
     /// holds (ES-14.3). Returns a one-line account of what was restored.
     fn reboot(&mut self, _now: Now) -> Result<String, String> {
@@ -431,9 +437,19 @@ where
         self.node.handle_reading(now, quantity, reading, &mut |a| out.push(a));
         self.persist(&out[start..]);
     }
+    /// The simulator delivers every LoRa frame as `SimEvent::Uplink`: at a
+    /// Dust node it is a gateway's downlink.
     fn handle_uplink(&mut self, now: Now, bytes: &[u8], out: &mut Vec<Action>) {
+        if self.node.config().role == Role::Dust {
+            return self.handle_downlink(now, bytes, out);
+        }
         let start = out.len();
         self.node.handle_uplink(now, bytes, &mut |a| out.push(a));
+        self.persist(&out[start..]);
+    }
+    fn handle_downlink(&mut self, _now: Now, bytes: &[u8], out: &mut Vec<Action>) {
+        let start = out.len();
+        self.node.handle_downlink(bytes, &mut |a| out.push(a));
         self.persist(&out[start..]);
     }
     fn handle_batch(&mut self, now: Now, bytes: &[u8], out: &mut Vec<Action>) {
@@ -464,6 +480,9 @@ where
             self.dust.push((device, key));
         }
         let _ = self.node.register_dust(device, key);
+    }
+    fn request_time_sync(&mut self, now: Now, source: DeviceId, rng: &mut SimRng, out: &mut Vec<Action>) {
+        self.node.request_time_sync(now, source, rng, &mut |a| out.push(a));
     }
     fn register_dust_served(&mut self, dust: DeviceId, gateway: DeviceId) {
         if !self.served.contains(&(dust, gateway)) {

@@ -39,6 +39,9 @@ pub struct Scenario {
     /// Node overrides of the spec's timers.
     #[serde(default)]
     pub timers: TimerOverrides,
+    /// Node clocks and time sync.
+    #[serde(default)]
+    pub clocks: ClockConfig,
     /// Attacks, each around one (or several) otherwise honest nodes.
     #[serde(default)]
     pub attacks: Vec<Attack>,
@@ -406,6 +409,30 @@ pub struct TimerOverrides {
     pub heartbeat_ms: Option<u64>,
 }
 
+/// Node clocks: every node's wall clock starts off by a normal offset and
+/// runs fast or slow by a normal drift; gateways and Full nodes keep
+/// disciplined (GPS/NTP) time and serve ES-10.2 phase-3 time syncs.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClockConfig {
+    /// σ of the initial offset, ms.
+    pub offset_sd_ms: f64,
+    /// σ of the drift, ppm.
+    pub drift_sd_ppm: f64,
+    /// Time sync with the strongest gateway or Full node in radio range:
+    /// at boot (ES-10.2 phase 3) and then every `sync_interval_s` (0 = at
+    /// boot only, as the spec has it).
+    pub sync: bool,
+    /// Re-sync period, s; 0 = only at boot.
+    pub sync_interval_s: u64,
+}
+
+impl Default for ClockConfig {
+    fn default() -> Self {
+        ClockConfig { offset_sd_ms: 200.0, drift_sd_ppm: 20.0, sync: true, sync_interval_s: 0 }
+    }
+}
+
 /// One attack.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -714,6 +741,21 @@ impl Scenario {
         }
         if !(r.lora_duty_cycle > 0.0 && r.lora_duty_cycle <= 1.0) {
             return Err(format!("`radio.lora_duty_cycle` is {}: give a fraction in (0, 1]", r.lora_duty_cycle));
+        }
+        let c = &self.clocks;
+        for (name, v) in [("offset_sd_ms", c.offset_sd_ms), ("drift_sd_ppm", c.drift_sd_ppm)] {
+            if !v.is_finite() || v < 0.0 {
+                return Err(format!("`clocks.{name}` is {v}: give a finite value ≥ 0"));
+            }
+        }
+        if c.offset_sd_ms > 86_400_000.0 || c.drift_sd_ppm > 1_000_000.0 {
+            return Err("`clocks`: give an offset σ of at most a day and a drift σ below 10⁶ ppm".into());
+        }
+        if c.sync_interval_s > 0 && c.sync_interval_s < 10 {
+            return Err(format!(
+                "`clocks.sync_interval_s` is {}: give 0 (boot only) or at least 10",
+                c.sync_interval_s
+            ));
         }
         if r.stack_latency_us == 0 {
             return Err("`radio.stack_latency_us` must be at least 1 (it is the engine's lookahead)".into());

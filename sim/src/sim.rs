@@ -39,6 +39,10 @@ const BOOT_STAGGER_US: u64 = 5_000_000;
 /// Drop audits kept per node (all are counted).
 const MAX_DROP_AUDITS: usize = 200;
 
+/// A node asks for the time this long after it boots: once it has heard its
+/// neighbours (ES-10.2 phase 3 runs "if quorum.neighbor_count > 0").
+const SYNC_AFTER_BOOT_US: Micros = 30_000_000;
+
 /// Event classes, in the order events of the same µs run.
 mod class {
     pub const FAULT: u8 = 0;
@@ -89,6 +93,8 @@ pub enum SimEvent {
     Fault(FaultKind),
     /// The node comes back after a crash.
     PowerOn,
+    /// Ask the node's time source for the time (ES-10.2 phase 3).
+    TimeSync,
 }
 
 /// One device's simulation state.
@@ -102,6 +108,10 @@ pub struct SimNode {
     /// Own clock error: offset µs, drift ppm.
     clock_offset_us: i64,
     drift_ppm: f64,
+    /// The gateway or Full node this node syncs its clock with.
+    sync_source: Option<u32>,
+    /// When the pending [`SimEvent::TimeSync`] is due (older ones are stale).
+    sync_at: Option<Micros>,
     wake_at: Option<Micros>,
     alive: bool,
     dead: bool,
@@ -131,6 +141,10 @@ pub struct NodeLog {
     pub drops: BTreeMap<String, u64>,
     /// Dust uplinks refused by the duty cycle.
     pub duty_cycle_blocked: u64,
+    /// Time-sync requests sent.
+    pub time_syncs: u64,
+    /// Clock corrections applied from time-sync responses, µs (signed).
+    pub clock_corrections_us: Vec<(Micros, i64)>,
     /// BLE frames lost to an overlapping frame (collisions on).
     pub ble_collisions: u64,
     /// BLE frames lost while this node was transmitting (collisions on).
@@ -184,6 +198,8 @@ pub struct SimModel {
     end_us: Micros,
     duty_cycle: f64,
     partitions: Vec<(f64, Micros, Micros)>,
+    /// Re-sync period of node clocks, µs; 0 = at boot only.
+    sync_interval_us: Micros,
 }
 
 /// A node's "now": monotonic since its boot, Unix from its own clock.
@@ -230,6 +246,14 @@ impl SimModel {
         self.partitions.iter().any(|&(x, from, to)| t >= from && t < to && (pa - x) * (pb - x) < 0.0)
     }
 
+    fn schedule_sync(&self, ctx: &mut Ctx<'_, SimEvent>, n: &mut SimNode, at: Micros) -> Result<(), EngineError> {
+        if n.sync_source.is_none() || at > self.end_us {
+            return Ok(());
+        }
+        n.sync_at = Some(at);
+        ctx.schedule(at, class::WAKE, ctx.node(), SimEvent::TimeSync)
+    }
+
     fn schedule_wake(&self, ctx: &mut Ctx<'_, SimEvent>, n: &mut SimNode) -> Result<(), EngineError> {
         if !n.alive {
             return Ok(());
@@ -272,7 +296,10 @@ impl SimModel {
                     n.fw.handle_reading(now, quantity, reading, &mut more);
                     n.out.extend(more);
                 }
-                Action::ClockOffset { offset_ms, .. } => n.clock_offset_us += offset_ms * 1_000,
+                Action::ClockOffset { offset_ms, .. } => {
+                    n.clock_offset_us += offset_ms * 1_000;
+                    n.log.clock_corrections_us.push((t, offset_ms * 1_000));
+                }
                 Action::LoraUplink(f) => {
                     let air = lora_sf12_airtime_us(f.len());
                     // ES-12.4: 1 % duty cycle, enforced per device as the
@@ -520,6 +547,21 @@ impl Model for SimModel {
                 let now = node_now(n, t);
                 let r = n.fw.reboot(now);
                 n.log.reboots.push((t, r));
+                self.schedule_sync(ctx, n, t + SYNC_AFTER_BOOT_US)?;
+            }
+            SimEvent::TimeSync => {
+                if n.sync_at != Some(t) || !n.alive {
+                    return Ok(());
+                }
+                n.sync_at = None;
+                if let Some(src) = n.sync_source {
+                    let now = node_now(n, t);
+                    n.fw.request_time_sync(now, self.info[src as usize].id, &mut n.rng, &mut n.out);
+                    n.log.time_syncs += 1;
+                }
+                if self.sync_interval_us > 0 {
+                    self.schedule_sync(ctx, n, t + self.sync_interval_us)?;
+                }
             }
         }
         self.execute(ctx, n)?;
@@ -724,8 +766,12 @@ impl Simulation {
             let mut bias_rng = SimRng::stream(seed, Purpose::Bias, i as u32);
             let sensor = Sensor::new(&world, quantity, &mut bias_rng, SimRng::stream(seed, Purpose::Sensor, i as u32));
             let mut clock = SimRng::stream(seed, Purpose::Clock, i as u32);
-            let clock_offset_us = (clock.normal() * 200_000.0) as i64;
-            let drift_ppm = clock.normal() * 20.0;
+            let (mut clock_offset_us, mut drift_ppm) =
+                ((clock.normal() * s.clocks.offset_sd_ms * 1e3) as i64, clock.normal() * s.clocks.drift_sd_ppm);
+            if matches!(class, NodeClass::Gateway | NodeClass::Full) {
+                // Disciplined by GPS/NTP: the mesh's time sources.
+                (clock_offset_us, drift_ppm) = (0, 0.0);
+            }
             by_id.insert(id, i as u32);
             info.push(NodeInfo {
                 index: i as u32,
@@ -745,6 +791,8 @@ impl Simulation {
                 boot_us,
                 clock_offset_us,
                 drift_ppm,
+                sync_source: None,
+                sync_at: None,
                 wake_at: None,
                 alive: true,
                 dead: false,
@@ -770,6 +818,20 @@ impl Simulation {
                 if j as usize != i && seen.insert(j) {
                     node.fw.register_peer(pubkeys[j as usize]);
                 }
+            }
+        }
+        // ES-10.2 phase 3: the strongest time source in radio range.
+        if s.clocks.sync {
+            for (i, node) in nodes.iter_mut().enumerate() {
+                if matches!(info[i].class, NodeClass::Gateway | NodeClass::Full | NodeClass::Dust) {
+                    continue;
+                }
+                node.sync_source = radio
+                    .links(i as u32)
+                    .iter()
+                    .filter(|l| matches!(info[l.to as usize].class, NodeClass::Gateway | NodeClass::Full))
+                    .max_by(|a, b| a.mean_rssi.total_cmp(&b.mean_rssi).then(b.to.cmp(&a.to)))
+                    .map(|l| l.to);
             }
         }
         for (g, dusts) in &dust_of_gateway {
@@ -809,6 +871,7 @@ impl Simulation {
             end_us,
             duty_cycle: s.radio.lora_duty_cycle,
             partitions,
+            sync_interval_us: s.clocks.sync_interval_s.saturating_mul(1_000_000),
         };
         let lookahead = model.radio.min_latency_us().min(BATCH_LATENCY_US);
         let mut engine = Engine::new(model, nodes, lookahead, threads)?;
@@ -818,6 +881,13 @@ impl Simulation {
             engine.nodes_mut()[i].wake_at = Some(first);
             engine.schedule(first, class::WAKE, i as u32, SimEvent::Wake)?;
             engine.schedule(warmup_us, class::SAMPLE, i as u32, SimEvent::Sample)?;
+            if engine.nodes()[i].sync_source.is_some() {
+                let at = boot + SYNC_AFTER_BOOT_US;
+                if at <= end_us {
+                    engine.nodes_mut()[i].sync_at = Some(at);
+                    engine.schedule(at, class::WAKE, i as u32, SimEvent::TimeSync)?;
+                }
+            }
         }
         for f in &s.faults {
             let at = warmup_us + f.at_s * 1_000_000;
@@ -883,6 +953,12 @@ impl SimNode {
     /// What this node saw and did.
     pub fn log(&self) -> &NodeLog {
         &self.log
+    }
+
+    /// How far this node's wall clock is from true time at `t`, µs
+    /// (positive = ahead).
+    pub fn clock_error_us(&self, t: Micros) -> i64 {
+        self.clock_offset_us + (t as f64 * self.drift_ppm * 1e-6) as i64
     }
 }
 

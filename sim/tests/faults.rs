@@ -318,3 +318,47 @@ fn corrupt_flash_body() {
     assert!(fallbacks >= 2, "heavy damage falls back: {fallbacks}");
     assert_eq!(b.fws[0].flash_stats().map(|s| s.reboots), Some(12));
 }
+
+/// Six Nanos and a gateway (the time source); node 2's clock jumps 10 min
+/// ahead at 200 s.
+fn clock_room(sync: bool) -> Scenario {
+    let text = format!(
+        r#"(
+            name: "clock-sync-test",
+            duration_s: 900,
+            start: Warm(warmup_s: 120),
+            area: (width_m: 30, height_m: 30),
+            clocks: (sync: {sync}, sync_interval_s: 300),
+            nodes: [
+                (class: Nano, quantity: Temperature, layout: Explicit([(5, 5), (10, 5), (15, 5), (5, 10), (10, 10), (15, 10)])),
+                (class: Gateway, quantity: Temperature, layout: Explicit([(10, 7)])),
+            ],
+            world: (fields: [(quantity: Temperature, base: 21.5, noise_sd: 0.05, bias_sd: 0.05)]),
+            faults: [(at_s: 200, kind: ClockStep(node: 2, step_ms: 600000))],
+        )"#
+    );
+    Scenario::parse(&text, "clock-sync-test.ron").expect("test scenario parses")
+}
+
+#[test]
+fn time_sync_through_the_core_corrects_offsets_drift_and_steps() {
+    let end_us = (120 + 900) * 1_000_000;
+    let synced = run(clock_room(true));
+    let free = run(clock_room(false));
+    for i in 0..6 {
+        let (s, f) = (&synced.nodes()[i], &free.nodes()[i]);
+        let err = s.clock_error_us(end_us);
+        // Latency asymmetry and whole-ms stamps leave a few ms.
+        assert!(err.abs() < 20_000, "node {i}: {err} µs off after syncing");
+        assert!(s.log().time_syncs >= 3, "node {i}: {} syncs", s.log().time_syncs);
+        assert!(!s.log().clock_corrections_us.is_empty(), "node {i} never applied a response");
+        assert_eq!(f.log().time_syncs, 0);
+    }
+    // The stepped clock is pulled back by about the step.
+    let back: i64 =
+        synced.nodes()[2].log().clock_corrections_us.iter().map(|c| c.1).filter(|&c| c < -500_000_000).sum();
+    assert!((back + 600_000_000).abs() < 1_000_000, "node 2 corrected by {back} µs");
+    assert!(free.nodes()[2].clock_error_us(end_us) > 590_000_000);
+    // The gateway is the disciplined source: never corrected.
+    assert_eq!(synced.nodes()[6].clock_error_us(end_us), 0);
+}
