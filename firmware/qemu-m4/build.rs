@@ -1,5 +1,6 @@
-//! Puts `memory.x` on the linker path and converts `core/vectors/*.ron` into
-//! the postcard blob the image embeds (`OUT_DIR/vectors.postcard`).
+//! Puts `memory.x` on the linker path, converts `core/vectors/*.ron` into
+//! the postcard blob the image embeds (`OUT_DIR/vectors.postcard`) and
+//! records the node log it replays (`OUT_DIR/replay.log`).
 use std::path::PathBuf;
 
 fn main() {
@@ -18,4 +19,17 @@ fn main() {
     }
     let blob = krill_conformance::encode_dir(&dir).unwrap_or_else(|e| panic!("encoding the vectors: {e}"));
     std::fs::write(out.join("vectors.postcard"), blob).expect("write vectors.postcard");
+
+    // KRILL_REPLAY_LOG embeds a given log (e.g. one the simulator wrote)
+    // instead of recording the default mesh run.
+    println!("cargo:rerun-if-env-changed=KRILL_REPLAY_LOG");
+    let log = match std::env::var_os("KRILL_REPLAY_LOG") {
+        Some(p) => {
+            println!("cargo:rerun-if-changed={}", PathBuf::from(&p).display());
+            std::fs::read(&p).unwrap_or_else(|e| panic!("reading {}: {e}", PathBuf::from(&p).display()))
+        }
+        None => krill_replay::record::record(krill_replay::record::MeshSpec::default())
+            .unwrap_or_else(|e| panic!("recording the replay log: {e}")),
+    };
+    std::fs::write(out.join("replay.log"), log).expect("write replay.log");
 }

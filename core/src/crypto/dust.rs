@@ -9,7 +9,9 @@
 //! thousand frames a day; the frame counter under the MAC, checked by the
 //! gateway, stops replays of genuine frames.
 
-use super::ct_eq;
+use super::{ct_eq, Crypto};
+use crate::types::{DeviceId, PublicKey, Signature};
+use crate::wire::SIGNATURE_LEN;
 use aes::Aes128;
 use cmac::{Cmac, KeyInit, Mac};
 
@@ -36,6 +38,34 @@ pub fn dust_mac(key: &[u8; DUST_KEY_LEN], bytes: &[u8]) -> [u8; DUST_MAC_LEN] {
 /// early exit.
 pub fn dust_mac_verify(key: &[u8; DUST_KEY_LEN], bytes: &[u8], mac: &[u8; DUST_MAC_LEN]) -> bool {
     ct_eq(&dust_mac(key, bytes), mac)
+}
+
+/// A Dust node's [`Crypto`]: the device id its gateway registered and no
+/// signing key (ES-12.4 step 6: "Dust has no Ed25519"; its uplinks carry
+/// the AES-CMAC above instead). The Dust role never signs or verifies a
+/// frame, so `sign` returns an all-zero signature that verifies nowhere and
+/// `verify` refuses everything; and it cannot enroll, so a node over this
+/// type drops the whole enrollment path at compile time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DustIdentity(pub DeviceId);
+
+impl Crypto for DustIdentity {
+    fn device_id(&self) -> DeviceId {
+        self.0
+    }
+    fn public_key(&self) -> PublicKey {
+        PublicKey::default()
+    }
+    fn sign(&self, _msg: &[u8]) -> Signature {
+        Signature([0; SIGNATURE_LEN])
+    }
+    fn verify(&self, _signer: &PublicKey, _msg: &[u8], _sig: &Signature) -> bool {
+        false
+    }
+    #[inline]
+    fn can_enroll(&self) -> bool {
+        false
+    }
 }
 
 #[cfg(test)]

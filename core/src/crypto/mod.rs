@@ -14,7 +14,8 @@
 //!   signing over a signed byte range, and the pre-signed death certificate.
 //! * [`enroll`]: provisioner certificates from a deployment root key and the
 //!   sealed NetKey of ENROLLMENT_RESPONSE / KEY_ROTATION (ES-13.2).
-//! * [`dust`]: the truncated AES-128-CMAC of Dust frames (ES-13.3).
+//! * [`dust`]: the truncated AES-128-CMAC of Dust frames (ES-13.3) and
+//!   [`DustIdentity`], the keyless [`Crypto`] of a Dust node.
 //!
 //! Decisions and their tests: `docs/spec-deviations.md`.
 
@@ -24,7 +25,7 @@ pub mod fuzzy;
 pub mod identity;
 pub mod sign;
 
-pub use dust::{aes_cmac, dust_mac, dust_mac_verify, DUST_KEY_LEN, DUST_MAC_LEN};
+pub use dust::{aes_cmac, dust_mac, dust_mac_verify, DustIdentity, DUST_KEY_LEN, DUST_MAC_LEN};
 pub use enroll::{
     issue_provisioner_certificate, open_netkey, seal_netkey, verify_provisioned_frame, verify_provisioner_certificate,
     DhPublicKey, EnrollError, NetKey, ProvisionerCertificate, SealContext, SealedNetKey, CERTIFICATE_LEN, NETKEY_LEN,

@@ -29,6 +29,20 @@ pub trait Crypto {
     /// `signer` from its own key table (by `sender_id`, or by gateway id),
     /// which is what binds an id to a key.
     fn verify(&self, signer: &PublicKey, msg: &[u8], sig: &Signature) -> bool;
+
+    /// False for an identity that cannot take part in enrollment (ES-13.2):
+    /// one without a signing key, such as a Dust node's
+    /// ([`super::DustIdentity`]; ES-12.4: "Dust has no Ed25519"), which can
+    /// neither sign an ENROLLMENT_REQUEST nor answer one. The node then
+    /// never runs its enrollment poll. A method, not an associated const,
+    /// so that `dyn Crypto` stays possible; an implementation returning a
+    /// constant is inlined, and a board's node monomorphised over it links
+    /// none of the enrollment path (X25519, HKDF-SHA256,
+    /// ChaCha20-Poly1305).
+    #[inline]
+    fn can_enroll(&self) -> bool {
+        true
+    }
 }
 
 /// Ed25519 with the identity's PUF-derived key.

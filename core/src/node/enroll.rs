@@ -325,8 +325,11 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
     /// Gives the node its identity's X25519 half (RAM only), which opens
     /// NetKeys sealed to it and goes into its ENROLLMENT_REQUEST. A device
     /// that is not enrolled starts requesting at the next `handle_timers`.
+    /// Ignored when the node's crypto cannot enroll ([`Crypto::can_enroll`]).
     pub fn set_enroll_identity(&mut self, identity: Identity) {
-        self.enroll.identity = Some(identity);
+        if self.crypto.can_enroll() {
+            self.enroll.identity = Some(identity);
+        }
     }
 
     /// Sets the NetKey this node hands out as a provisioner (an enrolled
@@ -608,8 +611,15 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
     }
 
     /// The enrollment part of `handle_timers`: a due request retry, and the
-    /// answers to accepted requests.
+    /// answers to accepted requests. Nothing for a crypto that cannot enroll
+    /// ([`Crypto::can_enroll`]): queued requests are dropped unanswered (so
+    /// they do not keep the deadline at 0), and since the check is a
+    /// constant for such a type the rest of this path is not compiled in.
     pub(super) fn enroll_poll(&mut self, now: Now, rng: &mut impl Rng, out: &mut impl Sink) {
+        if !self.crypto.can_enroll() {
+            self.enroll.pending.clear();
+            return;
+        }
         if !self.enroll.enrolled && now.mono_ms >= self.enroll.next_request_ms {
             self.send_enroll_request(now, rng, out);
         }
@@ -1010,6 +1020,26 @@ mod tests {
             let keyed = acts.iter().any(|a| matches!(a, Action::NetworkKey { .. }));
             proptest::prop_assert!(!keyed);
         }
+    }
+
+    #[test]
+    fn a_crypto_that_cannot_enroll_never_requests_nor_asks_for_time() {
+        use crate::crypto::DustIdentity;
+        let cfg =
+            super::super::NodeConfig { enroll: Some(EnrollConfig::device(root().public_key())), ..Default::default() };
+        let mut d: Node<DustIdentity, 8, 64, 16, 64> = Node::new(cfg, DustIdentity(ident(1).device_id()), at(0), 1);
+        d.set_enroll_identity(ident(1));
+        let mut real = device();
+        assert_eq!(real.next_deadline(), 0, "a real device wants to request at once");
+        assert_eq!(broadcasts(&run_timers(&mut real, at(0)), MessageType::EnrollmentRequest).len(), 1);
+        assert!(d.next_deadline() > 0, "enrollment gives a keyless node no deadline");
+        for ms in [0, 60_000, 600_000, 3_600_000] {
+            let mut out = Vec::new();
+            d.handle_timers(at(ms), &mut Lcg(9), &mut |a| out.push(a));
+            assert!(broadcasts(&out, MessageType::EnrollmentRequest).is_empty(), "at {ms} ms");
+            assert!(events(&out).is_empty(), "at {ms} ms");
+        }
+        assert!(!d.is_enrolled());
     }
 
     #[test]

@@ -25,14 +25,18 @@
 //!
 //! Field layouts are fixed and little-endian; see [`PersistedState`],
 //! [`MetaRecord`], [`StoredProfile`] and the partition tables
-//! [`ESP32_C3_LAYOUT`] / [`NRF52840_LAYOUT`]. Decisions and their tests:
+//! [`ESP32_C3_LAYOUT`] / [`NRF52840_LAYOUT`]. A Dust node's own records
+//! (ES-14.4 `dust_meta`, and the uplink counter in `dust_state`) are in
+//! [`dust`], placed by [`NRF52840_DUST`]. Decisions and their tests:
 //! `docs/spec-deviations.md`.
 
+pub mod dust;
 pub mod flash;
 pub mod store;
 #[cfg(test)]
 mod tests;
 
+pub use dust::{DustCounterStore, DustLayout, DustMeta, DUST_COUNTER_BLOCK, KIND_DUST_COUNTER};
 pub use flash::{crc32, Crc32, Flash, FlashError, RamFlash, ERASED, SECTOR_SIZE};
 pub use store::{Banks, Invalid, Journal, Partition, WriteError, BANK_HEADER};
 
@@ -423,7 +427,8 @@ pub struct Layout {
     pub dag: Partition,
     /// Profiles, A/B banks; `None` on a Dust node, which profiles nobody.
     pub profiles: Option<Partition>,
-    /// Everything else on the chip (bootloader, tables, firmware, reserve).
+    /// Everything else on the chip (bootloader, tables, firmware, reserve,
+    /// and a Dust node's records, whose places a [`DustLayout`] gives).
     pub others: &'static [Region],
 }
 
@@ -453,22 +458,46 @@ pub const ESP32_C3_LAYOUT: Layout = Layout {
     ],
 };
 
-/// nRF52840, 1 MB (ES-14.4 adapted from the 256 KB nRF52832): MBR +
-/// SoftDevice S140 at the bottom, the bootloader and its settings pages at
-/// the top.
+/// nRF52840, 1 MB (ES-14.4 adapted from the 256 KB nRF52832; 4 KB pages).
+/// MBR + SoftDevice S140 at the bottom and the bootloader with its settings
+/// pages at the top are kept free for a board that uses them. Both roles
+/// share the map: a Nano uses the krill_* partitions (profiles included,
+/// ES-14.3 item 3), a Dust node `dust_meta` and `dust_state`
+/// ([`NRF52840_DUST`]); `dust_reserve` holds a board's own page (the
+/// identity seed of a Nano without a PUF).
+///
+/// | range | name |
+/// | --- | --- |
+/// | 0x00000–0x27000 | mbr_softdevice |
+/// | 0x27000–0xD0000 | application (676 KB) |
+/// | 0xD0000–0xD8000 | krill_profiles, 2 banks × 16 KB |
+/// | 0xD8000–0xE8000 | krill_dag, 2 banks × 32 KB |
+/// | 0xE8000–0xEC000 | krill_meta, 2 banks × 8 KB |
+/// | 0xEC000–0xF0000 | krill_state journal |
+/// | 0xF0000–0xF1000 | dust_meta |
+/// | 0xF1000–0xF3000 | dust_state journal |
+/// | 0xF3000–0xF4000 | dust_reserve |
+/// | 0xF4000–0x100000 | bootloader + settings |
 pub const NRF52840_LAYOUT: Layout = Layout {
     flash_size: 0x10_0000,
+    profiles: Some(p(0xD_0000, 0x8000)),
     dag: p(0xD_8000, 0x1_0000),
     meta: p(0xE_8000, 0x4000),
     state: p(0xE_C000, 0x4000),
-    profiles: None,
     others: &[
         Region { name: "mbr_softdevice", part: p(0x0, 0x2_7000) },
-        Region { name: "application", part: p(0x2_7000, 0xB_1000) },
-        Region { name: "dust_reserve", part: p(0xF_0000, 0x4000) },
+        Region { name: "application", part: p(0x2_7000, 0xA_9000) },
+        Region { name: "dust_meta", part: NRF52840_DUST.meta },
+        Region { name: "dust_state", part: NRF52840_DUST.state },
+        Region { name: "dust_reserve", part: p(0xF_3000, 0x1000) },
         Region { name: "bootloader", part: p(0xF_4000, 0xC000) },
     ],
 };
+
+/// A Dust node's records on the nRF52840 (ES-14.4): `dust_meta` is ES-14.4's
+/// 4 KB; `dust_state` is 8 KB rather than 4, since a power-cut-safe journal
+/// needs two sectors.
+pub const NRF52840_DUST: DustLayout = DustLayout { meta: p(0xF_0000, 0x1000), state: p(0xF_1000, 0x2000) };
 
 /// How one component came back.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

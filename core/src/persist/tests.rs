@@ -1,5 +1,6 @@
 use super::*;
 use crate::dag::Trace;
+use crate::gateway::DustKey;
 use crate::types::{HashPrefix4, MAX_DAG_ENTRIES};
 use proptest::prelude::*;
 use std::boxed::Box;
@@ -510,6 +511,71 @@ fn nrf52840_layout_fits_the_dust_dag() {
     let bank = l.dag.len as usize / 2;
     assert!(dag_image_len(crate::types::MAX_DAG_ENTRIES_DUST) <= bank);
     assert_eq!(0x3800 / 58, 247, "ES-14.4's dust_dag holds 247 spec entries, not 256");
+}
+
+#[test]
+fn nrf52840_layout_has_es14_profiles_and_dust_partitions() {
+    let l = NRF52840_LAYOUT;
+    let region = |name: &str| l.others.iter().find(|r| r.name == name).map(|r| r.part);
+    assert_eq!(region("dust_meta"), Some(NRF52840_DUST.meta));
+    assert_eq!(region("dust_state"), Some(NRF52840_DUST.state));
+    assert_eq!(NRF52840_DUST.meta.len, 0x1000, "ES-14.4's 4 KB");
+    assert!(NRF52840_DUST.state.is_well_formed(), "a journal needs two sectors");
+    let prof_bank = l.profiles.expect("ES-14.3 item 3 on a Nano").len as usize / 2;
+    assert_eq!((prof_bank - profile_image_len(0)) / StoredProfile::LEN, 122);
+    assert!(profile_image_len(64) <= prof_bank, "an ES-1.2 guard table's worth of profiles");
+    let app = region("application").unwrap();
+    assert!(app.len >= 112 * 1024 + 0x2_7000, "the whole ES-14.4 image area below it");
+}
+
+#[test]
+fn dust_meta_round_trips_and_refuses_every_flipped_bit() {
+    let m = DustMeta { short_id: 0x1234, device_id: DeviceId([9, 8, 7, 6, 5, 4, 3, 2]), key: DustKey([0x3C; 16]) };
+    let b = m.to_bytes();
+    assert_eq!(&b[..6], b"KRD1\xA5\x00");
+    assert_eq!(DustMeta::from_bytes(&b), Ok(m));
+    for bit in 0..8 * DustMeta::LEN {
+        let mut bad = b;
+        bad[bit / 8] ^= 1 << (bit % 8);
+        assert!(DustMeta::from_bytes(&bad).is_err(), "bit {bit}");
+    }
+    assert_eq!(DustMeta::from_bytes(&b[..35]), Err(Invalid::BadLength));
+
+    let mut f = Box::new(TestFlash::new());
+    let part = Partition { offset: 0x1000, len: 0x1000 };
+    assert_eq!(DustMeta::read(&mut *f, part), Ok(None), "erased: never provisioned");
+    f.write(0x1000, &b).unwrap();
+    assert_eq!(DustMeta::read(&mut *f, part), Ok(Some(m)));
+    f.flip_bit(0x1000 + 20, 3);
+    assert_eq!(DustMeta::read(&mut *f, part), Err(Invalid::BadChecksum));
+}
+
+#[test]
+fn dust_counter_reserves_blocks_and_reads_back_the_newest() {
+    let part = Partition { offset: 0x4000, len: 0x2000 };
+    let mut f = Box::new(TestFlash::new());
+    let (mut st, status) = DustCounterStore::restore(&mut *f, part);
+    assert_eq!((st.reserved(), status), (0, Status::Blank));
+    assert_eq!(st.cover(&mut *f, 1), Ok(DUST_COUNTER_BLOCK));
+    let written = f.work_done();
+    for c in 2..=DUST_COUNTER_BLOCK {
+        assert_eq!(st.cover(&mut *f, c), Ok(DUST_COUNTER_BLOCK));
+    }
+    assert_eq!(f.work_done(), written, "no write inside a reserved block");
+    assert_eq!(st.cover(&mut *f, DUST_COUNTER_BLOCK + 1), Ok(2 * DUST_COUNTER_BLOCK));
+    // More records than the two sectors hold: the ring wraps, the newest wins.
+    let mut next = 2 * DUST_COUNTER_BLOCK + 1;
+    for _ in 0..600 {
+        next = st.cover(&mut *f, next).unwrap() + 1;
+    }
+    let (back, status) = DustCounterStore::restore(&mut *f, part);
+    assert_eq!(back.reserved(), next - 1);
+    assert!(matches!(status, Status::Restored { seq: 602, skipped: 0, .. }), "{status:?}");
+    // Only garbage: a fallback to 0, said so.
+    let mut g = Box::new(TestFlash::new());
+    g.write(0x4000, &[0x4B, KIND_DUST_COUNTER, 4, 0, 1, 0, 0, 0, 1, 2, 3, 4, 0, 0, 0, 0]).unwrap();
+    let (st, status) = DustCounterStore::restore(&mut *g, part);
+    assert_eq!((st.reserved(), status), (0, Status::Fallback { why: Invalid::BadChecksum }));
 }
 
 proptest! {

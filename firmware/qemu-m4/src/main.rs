@@ -1,8 +1,11 @@
-//! QEMU Cortex-M4 (mps2-an386) conformance image: decodes the vector cases
-//! converted at build time from `core/vectors/*.ron`, runs each through
-//! krill-core, prints PASS/FAIL per case, per-module counts, the digest of
-//! every computed value and `N passed, M failed` over semihosting, and exits
-//! non-zero on any failure or panic. Glue only: the runners are the sim's.
+//! QEMU Cortex-M4 (mps2-an386) conformance image. (1) Decodes the vector
+//! cases converted at build time from `core/vectors/*.ron`, runs each
+//! through krill-core, prints PASS/FAIL per case, per-module counts, the
+//! digest of every computed value and `N passed, M failed`. (2) Replays the
+//! recorded input log of one node (`krill-replay`) and prints the digest of
+//! every action it emitted. Output goes over semihosting; the exit code is
+//! non-zero on any failure or panic. Glue only: the runners are the sim's,
+//! the replayer is the host's.
 #![no_std]
 #![no_main]
 
@@ -20,6 +23,7 @@ const HEAP_SIZE: usize = 2 * 1024 * 1024;
 static HEAP: Heap = Heap::empty();
 
 static VECTORS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/vectors.postcard"));
+static REPLAY_LOG: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/replay.log"));
 
 /// Lower-case hex of a 32-byte digest, printed without allocating.
 struct Hex32([u8; 32]);
@@ -49,8 +53,7 @@ fn main() -> ! {
         Ok(f) => f,
         Err(e) => {
             hprintln!("cannot decode the vectors: {:?}", e);
-            debug::exit(debug::EXIT_FAILURE);
-            loop {}
+            exit(debug::EXIT_FAILURE)
         }
     };
     let s = krill_conformance::run_all(&files, false, |l| hprintln!("{}", l));
@@ -59,13 +62,37 @@ fn main() -> ! {
     }
     hprintln!("digest: {}", Hex32(s.digest));
     hprintln!("{} passed, {} failed", s.passed, s.failed);
-    debug::exit(if s.failed == 0 { debug::EXIT_SUCCESS } else { debug::EXIT_FAILURE });
-    loop {}
+    let replayed = replay();
+    exit(if s.failed == 0 && replayed { debug::EXIT_SUCCESS } else { debug::EXIT_FAILURE })
+}
+
+/// Part (2): the recorded node log, with the same lines as `host-replay`.
+fn replay() -> bool {
+    use krill_replay::Hex;
+    hprintln!("replay log: {} bytes, blake2s {}", REPLAY_LOG.len(), Hex(&krill_replay::blake2s(REPLAY_LOG)));
+    match krill_replay::replay(REPLAY_LOG, |n, d| hprintln!("replay @{}: {}", n, Hex(d))) {
+        Ok(r) => {
+            hprintln!("{}", r);
+            hprintln!("{}", krill_replay::Verdict(&r));
+            r.matches_recording()
+        }
+        Err(e) => {
+            hprintln!("replay: FAIL {:?}", e);
+            false
+        }
+    }
 }
 
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo) -> ! {
     hprintln!("PANIC: {}", info);
-    debug::exit(debug::EXIT_FAILURE);
-    loop {}
+    exit(debug::EXIT_FAILURE)
+}
+
+/// Ends the QEMU run with `code`; should semihosting be off, sleeps.
+fn exit(code: debug::ExitStatus) -> ! {
+    debug::exit(code);
+    loop {
+        cortex_m::asm::wfi();
+    }
 }
