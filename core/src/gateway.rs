@@ -36,6 +36,12 @@ pub const SUSPECT_RATE: f32 = 0.20;
 pub const UNVERIFIED_RATE: f32 = 0.05;
 /// Corroboration younger than this, seconds, earns VOUCHED_OK.
 pub const CROSS_VALIDATION_WINDOW: u32 = 3600;
+/// Gateways a node keeps a profile of (ES-16.3); a fifth one's traces get
+/// the single-gateway default [`GATEWAY_VOUCHED_1`] unprofiled.
+pub const MONITORED_GATEWAYS: usize = 4;
+/// Seconds within which two gateways' copies of one Dust transmission are
+/// paired: LoRa airtime plus a BLE hop or two is a few seconds.
+pub const CORROBORATION_WINDOW_S: u32 = 30;
 /// Dust devices listed per gateway profile (ES-16.3).
 pub const MAX_DUST_PER_GATEWAY: usize = 256;
 /// Values a 2-byte `sender_id_short` can take.
@@ -166,6 +172,16 @@ impl<const D: usize> GatewayProfile<D> {
         let instant = if anomalous { 1.0 } else { 0.0 };
         self.anomaly_rate = ANOMALY_EMA_KEEP * self.anomaly_rate + ANOMALY_EMA_GAIN * instant;
         self.confidence(now)
+    }
+
+    /// Charges one anomaly without counting a trace: another gateway's
+    /// copy of a transmission this gateway relayed carries a different
+    /// reading (ES-16.3 "gateways disagree"), so the copy this gateway sent,
+    /// already counted as clean, turns out to be one side of a lie. The EMA
+    /// takes the step an anomalous trace would.
+    pub fn record_disagreement(&mut self) {
+        self.anomalies_flagged = self.anomalies_flagged.saturating_add(1);
+        self.anomaly_rate = ANOMALY_EMA_KEEP * self.anomaly_rate + ANOMALY_EMA_GAIN;
     }
 }
 
@@ -343,11 +359,76 @@ impl<const G: usize, const D: usize, const C: usize> GatewayMonitor<G, D, C> {
         self.profiles.iter_mut().find(|p| &p.gateway_id == id)
     }
 
+    /// Every profile, in the order the gateways were recognised.
+    pub fn profiles(&self) -> &[GatewayProfile<D>] {
+        &self.profiles
+    }
+
+    /// The profile of `id`, created if there is none yet (ES-16.4 step 3
+    /// for a node that learns its gateways from the traces they vouch for).
+    pub fn ensure_gateway(&mut self, id: DeviceId) -> Result<&mut GatewayProfile<D>, GatewayError> {
+        match self.profiles.iter().position(|p| p.gateway_id == id) {
+            Some(i) => self.profiles.get_mut(i).ok_or(GatewayError::UnknownGateway),
+            None => self.add_gateway(id),
+        }
+    }
+
+    /// ES-16.3 cross-gateway validation of a trace the caller has already
+    /// admitted (its own table says `t.gateway` serves `t.device`): the
+    /// gateway's profile is created if needed and lists the device while it
+    /// has room. The trace is compared with the earlier copy of the same
+    /// transmission: an agreement marks both gateways cross-validated, a
+    /// disagreement charges each of them one anomaly
+    /// ([`GatewayProfile::record_disagreement`], once if it is the same
+    /// gateway). The trace itself is not counted; see [`Self::evaluate`].
+    pub fn corroborate(&mut self, now: Timestamp, t: &GatewayTrace) -> Result<CrossCheck, GatewayError> {
+        let p = self.ensure_gateway(t.gateway)?;
+        if !p.serves(&t.device) {
+            // The list is informational (ES-16.3); a full one costs nothing.
+            let _ = p.add_dust(t.device);
+        }
+        let cross = self.corroborator.observe(now, t);
+        match cross {
+            CrossCheck::Agree { first, second } => {
+                for g in [first, second] {
+                    if let Some(p) = self.profile_mut(&g) {
+                        p.mark_cross_validated(now);
+                    }
+                }
+            }
+            CrossCheck::Disagree { first, second } => {
+                let others = (second != first).then_some(second);
+                for g in core::iter::once(first).chain(others) {
+                    if let Some(p) = self.profile_mut(&g) {
+                        p.record_disagreement();
+                    }
+                }
+            }
+            CrossCheck::First | CrossCheck::Repeat => {}
+        }
+        Ok(cross)
+    }
+
+    /// Counts one trace via `gateway` (ES-16.3 `evaluate_gateway_trust`)
+    /// and returns the gateway's confidence before and after it, so a
+    /// caller can tell when a gateway changes trust level.
+    pub fn evaluate(
+        &mut self,
+        now: Timestamp,
+        gateway: DeviceId,
+        anomalous: bool,
+    ) -> Result<(Confidence, Confidence), GatewayError> {
+        let p = self.profile_mut(&gateway).ok_or(GatewayError::UnknownGateway)?;
+        let before = p.confidence(now);
+        Ok((before, p.evaluate_gateway_trust(now, anomalous)))
+    }
+
     /// Handles one verified gateway trace at `now`; `anomalous` is what the
     /// immune checks said about it. Corroboration runs first, and an
     /// agreement marks both gateways before the confidence is read, so the
     /// agreeing trace itself earns VOUCHED_OK; a disagreement caps the
-    /// confidence at UNVERIFIED. A high anomaly rate still wins.
+    /// confidence at UNVERIFIED (and has charged both gateways one
+    /// anomaly). A high anomaly rate still wins.
     pub fn on_trace(
         &mut self,
         now: Timestamp,
@@ -358,20 +439,140 @@ impl<const G: usize, const D: usize, const C: usize> GatewayMonitor<G, D, C> {
         if !served {
             return Err(GatewayError::NotServed);
         }
-        let cross = self.corroborator.observe(now, t);
-        if let CrossCheck::Agree { first, second } = cross {
-            for g in [first, second] {
-                if let Some(p) = self.profile_mut(&g) {
-                    p.mark_cross_validated(now);
-                }
-            }
-        }
-        let p = self.profile_mut(&t.gateway).ok_or(GatewayError::UnknownGateway)?;
-        let mut confidence = p.evaluate_gateway_trust(now, anomalous);
+        let cross = self.corroborate(now, t)?;
+        let (_, mut confidence) = self.evaluate(now, t.gateway, anomalous)?;
         if let CrossCheck::Disagree { .. } = cross {
             confidence = confidence.min(GATEWAY_UNVERIFIED);
         }
         Ok(TraceVerdict { confidence, cross })
+    }
+}
+
+/// The confidence a monitor gives a vouched trace: its own figure for the
+/// gateway ([`GatewayMonitor::evaluate`]), except that a gateway claiming
+/// less than [`GATEWAY_VOUCHED_1`] (it saw something off itself: a CRC
+/// failure, a timing anomaly, ES-16.2) is believed. A claim at or above
+/// VOUCHED_1 is not a cap: a gateway cannot know that another one
+/// corroborated it, so its claim never exceeds VOUCHED_1 and would forbid
+/// VOUCHED_OK.
+pub fn vouched_confidence(assessed: Confidence, claimed: Confidence) -> Confidence {
+    if claimed < GATEWAY_VOUCHED_1 {
+        assessed.min(claimed)
+    } else {
+        assessed
+    }
+}
+
+/// Accepted uplinks that pay for one downlink (ES-12.4 "max 1 downlink per
+/// 10 uplinks").
+pub const UPLINKS_PER_DOWNLINK: u16 = 10;
+/// Most downlink credit a gateway saves up: two downlinks' worth, so a quiet
+/// spell does not buy a burst.
+pub const DOWNLINK_CREDIT_CAP: u16 = 2 * UPLINKS_PER_DOWNLINK;
+
+/// A gateway's REJECTION_NOTICE downlinks to its Dust devices (ES-12.4,
+/// ES-10.6 step 4), `P` devices at a time.
+///
+/// A Dust node listens only right after its own uplink (ES-10.6:
+/// `recv_with_timeout(500)` after `send`), so a rejection is *queued* and
+/// the notice goes out in answer to the device's next accepted uplink.
+/// It is sent again after every later uplink the budget allows, until the
+/// device falls silent (a quarantined Dust node sends nothing) or the
+/// entry expires: a lost downlink is repaired without any acknowledgement.
+/// The budget is ES-12.4's: every accepted uplink, from any device, earns
+/// one credit (at most [`DOWNLINK_CREDIT_CAP`]), a downlink costs
+/// [`UPLINKS_PER_DOWNLINK`].
+///
+/// Downlink counters are `max(last + 1, now)` in Unix seconds: they
+/// increase across reboots of the gateway (with a synced clock) and stay
+/// close between gateways serving the same device, whose Dust node accepts
+/// only increasing counters from all of them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DownlinkPlanner<const P: usize> {
+    pending: heapless::Vec<(DeviceId, u64), P>,
+    notices: heapless::Vec<(DeviceId, DeviceId, u64), P>,
+    credits: u16,
+    last_counter: u32,
+}
+
+impl<const P: usize> Default for DownlinkPlanner<P> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<const P: usize> DownlinkPlanner<P> {
+    /// Nothing queued, no credit.
+    pub fn new() -> Self {
+        DownlinkPlanner { pending: heapless::Vec::new(), notices: heapless::Vec::new(), credits: 0, last_counter: 0 }
+    }
+
+    /// Queues a rejection of `device` decided at `now_ms`; false if it was
+    /// queued already or the queue is full.
+    pub fn queue(&mut self, device: DeviceId, now_ms: u64) -> bool {
+        if self.is_pending(&device) {
+            return false;
+        }
+        self.pending.push((device, now_ms)).is_ok()
+    }
+
+    /// True while a rejection of `device` is queued.
+    pub fn is_pending(&self, device: &DeviceId) -> bool {
+        self.pending.iter().any(|(d, _)| d == device)
+    }
+
+    /// Forgets everything about `device` (its rejection ended, it died).
+    pub fn cancel(&mut self, device: &DeviceId) {
+        self.pending.retain(|(d, _)| d != device);
+        self.notices.retain(|(d, _, _)| d != device);
+    }
+
+    /// Drops rejections queued more than `lifetime_ms` ago.
+    pub fn expire(&mut self, now_ms: u64, lifetime_ms: u64) {
+        self.pending.retain(|(_, at)| now_ms.saturating_sub(*at) < lifetime_ms);
+    }
+
+    /// An uplink was accepted: one credit.
+    pub fn earn(&mut self) {
+        self.credits = self.credits.saturating_add(1).min(DOWNLINK_CREDIT_CAP);
+    }
+
+    /// Credit saved, in uplinks.
+    pub fn credits(&self) -> u16 {
+        self.credits
+    }
+
+    /// If a rejection of `device` is queued and the budget allows, spends
+    /// the credit and returns the counter for the downlink (Unix seconds
+    /// `now_s`, above the last one).
+    pub fn take(&mut self, device: &DeviceId, now_s: Timestamp) -> Option<u32> {
+        if !self.is_pending(device) || self.credits < UPLINKS_PER_DOWNLINK {
+            return None;
+        }
+        let counter = self.last_counter.checked_add(1)?.max(now_s);
+        self.credits -= UPLINKS_PER_DOWNLINK;
+        self.last_counter = counter;
+        Some(counter)
+    }
+
+    /// Distinct senders of the notices about `device` held now.
+    pub fn notices_about(&self, device: &DeviceId) -> usize {
+        self.notices.iter().filter(|(d, _, _)| d == device).count()
+    }
+
+    /// Records `by`'s REJECTION_NOTICE about `device` at `now_ms`, keeping
+    /// notices younger than `window_ms`; returns the distinct senders about
+    /// `device`. When full, the oldest notice makes room.
+    pub fn add_notice(&mut self, device: DeviceId, by: DeviceId, now_ms: u64, window_ms: u64) -> usize {
+        self.notices.retain(|(_, _, at)| now_ms.saturating_sub(*at) <= window_ms);
+        if let Some(e) = self.notices.iter_mut().find(|(d, b, _)| *d == device && *b == by) {
+            e.2 = now_ms;
+        } else if let Err(new) = self.notices.push((device, by, now_ms)) {
+            if let Some(e) = self.notices.iter_mut().min_by_key(|(_, _, at)| *at) {
+                *e = new;
+            }
+        }
+        self.notices.iter().filter(|(d, _, _)| *d == device).count()
     }
 }
 
@@ -689,6 +890,80 @@ mod tests {
         assert_eq!(m.on_trace(0, &trace(3, 7, 0), false), Err(GatewayError::UnknownGateway));
         assert_eq!(m.add_gateway(id(1)).err(), Some(GatewayError::DuplicateGateway));
         assert_eq!(m.add_gateway(id(3)).err(), Some(GatewayError::GatewayTableFull));
+    }
+
+    #[test]
+    fn corroborate_profiles_new_gateways_and_charges_both_on_disagreement() {
+        let mut m: GatewayMonitor<2, 1, 4> = GatewayMonitor::new(30);
+        let mut t = trace(1, 7, 2310);
+        assert_eq!(m.corroborate(100, &t), Ok(CrossCheck::First));
+        t.device = id(8);
+        t.frame_counter = 8;
+        assert_eq!(m.corroborate(100, &t), Ok(CrossCheck::First), "a full Dust list is no refusal");
+        assert_eq!(m.profile(&id(1)).unwrap().dust_devices(), &[id(9)]);
+        let c = m.corroborate(101, &trace(2, 7, 2400)).unwrap();
+        assert_eq!(c, CrossCheck::Disagree { first: id(1), second: id(2) });
+        for g in [1, 2] {
+            let p = m.profile(&id(g)).unwrap();
+            assert_eq!((p.anomalies_flagged(), p.traces_received()), (1, 0));
+            assert!((p.anomaly_rate() - ANOMALY_EMA_GAIN).abs() < 1e-6);
+        }
+        // Self-contradiction is charged once.
+        m.corroborate(102, &trace(1, 9, 1)).unwrap();
+        m.corroborate(103, &trace(1, 9, 2)).unwrap();
+        assert_eq!(m.profile(&id(1)).unwrap().anomalies_flagged(), 2);
+        assert_eq!(m.corroborate(104, &trace(3, 10, 0)), Err(GatewayError::GatewayTableFull));
+        assert_eq!(m.evaluate(104, id(3), false), Err(GatewayError::UnknownGateway));
+        assert_eq!(m.evaluate(104, id(2), false), Ok((GATEWAY_VOUCHED_1, GATEWAY_VOUCHED_1)));
+    }
+
+    #[test]
+    fn claimed_confidence_caps_only_below_vouched_1() {
+        assert_eq!(vouched_confidence(GATEWAY_VOUCHED_OK, GATEWAY_VOUCHED_1), GATEWAY_VOUCHED_OK);
+        assert_eq!(vouched_confidence(GATEWAY_VOUCHED_OK, 200), GATEWAY_VOUCHED_OK);
+        assert_eq!(vouched_confidence(GATEWAY_VOUCHED_OK, GATEWAY_UNVERIFIED), GATEWAY_UNVERIFIED);
+        assert_eq!(vouched_confidence(GATEWAY_SUSPECT, GATEWAY_UNVERIFIED), GATEWAY_SUSPECT);
+    }
+
+    #[test]
+    fn downlinks_wait_for_budget_and_counters_increase() {
+        let mut d: DownlinkPlanner<2> = DownlinkPlanner::new();
+        assert!(d.queue(id(1), 0));
+        assert!(!d.queue(id(1), 5), "queued once");
+        for _ in 0..UPLINKS_PER_DOWNLINK - 1 {
+            d.earn();
+        }
+        assert_eq!(d.take(&id(1), 1000), None, "nine uplinks do not pay for a downlink");
+        d.earn();
+        assert_eq!(d.take(&id(2), 1000), None, "nothing queued for it");
+        assert_eq!(d.take(&id(1), 1000), Some(1000));
+        assert_eq!(d.credits(), 0);
+        for _ in 0..100 {
+            d.earn();
+        }
+        assert_eq!(d.credits(), DOWNLINK_CREDIT_CAP);
+        // Still queued (resent until cancelled), counter above the last even
+        // if the clock stepped back.
+        assert_eq!(d.take(&id(1), 900), Some(1001));
+        assert_eq!(d.take(&id(1), 5000), Some(5000));
+        assert_eq!(d.take(&id(1), 6000), None, "budget spent");
+        d.expire(100, 100);
+        assert!(!d.is_pending(&id(1)), "expired");
+        assert!(d.queue(id(1), 200));
+        d.cancel(&id(1));
+        assert!(!d.is_pending(&id(1)));
+    }
+
+    #[test]
+    fn notices_count_distinct_senders_in_the_window() {
+        let mut d: DownlinkPlanner<3> = DownlinkPlanner::new();
+        assert_eq!(d.add_notice(id(9), id(1), 0, 100), 1);
+        assert_eq!(d.add_notice(id(9), id(1), 10, 100), 1, "same sender again");
+        assert_eq!(d.add_notice(id(9), id(2), 20, 100), 2);
+        assert_eq!(d.add_notice(id(8), id(2), 20, 100), 1, "another device");
+        assert_eq!(d.add_notice(id(9), id(3), 30, 100), 2, "full: the oldest notice made room");
+        assert_eq!(d.add_notice(id(9), id(3), 200, 100), 1, "the others are stale");
+        assert_eq!(d.notices_about(&id(9)), 1);
     }
 
     #[test]

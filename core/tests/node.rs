@@ -137,6 +137,7 @@ impl<C: Crypto> Mesh<C> {
                 | Action::PersistDagCompact
                 | Action::PersistProfiles
                 | Action::LoraUplink(_)
+                | Action::LoraDownlink { .. }
                 | Action::NetworkKey { .. } => {}
             }
             queue.extend(out);

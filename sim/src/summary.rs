@@ -230,6 +230,7 @@ pub fn severity(s: SubjectState) -> u8 {
 pub fn message_name(ty: u8) -> String {
     match ty {
         0xD0 => "lora_uplink".into(),
+        0xD1 => "lora_downlink".into(),
         0x71 => "trace_batch".into(),
         _ => match krill_core::wire::MessageType::from_u8(ty) {
             Ok(m) => snake(&format!("{m:?}")),

@@ -1040,7 +1040,7 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
     fn send_dust_rejection(&mut self, now: Now, device: DeviceId, out: &mut impl Sink) {
         use crate::wire::dust::{DustAuth, DustDownlink, DustRejection, Mac4, ShortId, MAC_LEN, REJECTION_V2_LEN};
         self.downlinks.expire(now.mono_ms, self.cfg.subject_timers.rejection_ms);
-        if self.own.state() == lifecycle::OwnState::Apoptotic {
+        if self.own.state() == lifecycle::OwnState::Apoptotic || !self.enroll.enrolled() {
             return;
         }
         let Some(entry) = self.registry.short_id_of(&device).and_then(|s| self.registry.lookup(s)).copied() else {
