@@ -224,7 +224,10 @@ pub const MIN_UNEXPLAINED_STEPS: f32 = 50.0;
 /// explain; if that is at least 2σ of the suspect, [`MIN_UNEXPLAINED_STEPS`]
 /// and half the suspect's shift, we contradict. A real event near both of
 /// us moves both and is seen; a lie (or a fire only the suspect is next to,
-/// when we are far) is contradicted.
+/// when we are far) is contradicted. A shift in our direction but no larger
+/// than ours is a lagging view of the change we saw (the query's reading is
+/// the one that opened the vote, often a minute or more before our own
+/// latest), never a contradiction.
 pub fn evaluate_inflammation_with_history(
     my_reading: Option<Reading>,
     suspect_reading: Reading,
@@ -242,7 +245,8 @@ pub fn evaluate_inflammation_with_history(
     }
     let shift = quantity.to_value(suspect_reading) - h.suspect_mean;
     let own_shift = quantity.to_value(mine) - h.own_mean;
-    let unexplained = libm::fabsf(shift - own_shift);
+    let lagging = shift * own_shift >= 0.0 && libm::fabsf(shift) <= libm::fabsf(own_shift);
+    let unexplained = if lagging { 0.0 } else { libm::fabsf(shift - own_shift) };
     let step = quantity.scale().unit_per_step;
     let floor = (crate::types::sigma_tenths(crate::types::SIGMA_INFLAMMATION) * h.suspect_sigma)
         .max(MIN_UNEXPLAINED_STEPS * step)
@@ -320,6 +324,22 @@ mod tests {
         // Small shifts (bias, quantisation) are never held against anyone.
         let v = evaluate_inflammation_with_history(Some(2200), 2240, TEMP, 1_000, 0, hist(22.0, 22.0));
         assert_eq!(v, Verdict::SeesChange);
+    }
+
+    #[test]
+    fn a_lagging_view_of_our_own_change_is_seen() {
+        // HVAC step: the vote opened when the suspect had risen 0.35 °C; the
+        // query reached us after we had risen 1.15 °C.
+        let v = evaluate_inflammation_with_history(Some(2265), 2185, TEMP, 700, 0, hist(21.5, 21.5));
+        assert_eq!(v, Verdict::SeesChange);
+        // The same lag the other way (a drop) is seen too.
+        let v = evaluate_inflammation_with_history(Some(2035), 2115, TEMP, 700, 0, hist(21.5, 21.5));
+        assert_eq!(v, Verdict::SeesChange);
+        // Opposite directions, or a suspect that moved well past us, stay contradicted.
+        let v = evaluate_inflammation_with_history(Some(2265), 2050, TEMP, 700, 0, hist(21.5, 21.5));
+        assert_eq!(v, Verdict::ContradictsSuspect);
+        let v = evaluate_inflammation_with_history(Some(2265), 2600, TEMP, 700, 0, hist(21.5, 21.5));
+        assert_eq!(v, Verdict::ContradictsSuspect);
     }
 
     #[test]
