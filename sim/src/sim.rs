@@ -271,6 +271,42 @@ impl SimModel {
         Ok(())
     }
 
+    /// One LoRa transmission at SF12 (counted under `kind` in
+    /// `NodeLog::sent`) to each of `receivers` it reaches: refused while the
+    /// sender's ES-12.4 1 % duty-cycle off-time runs, otherwise one channel
+    /// draw and a link budget with per-packet fading per receiver.
+    fn lora_transmit(
+        &self,
+        ctx: &mut Ctx<'_, SimEvent>,
+        n: &mut SimNode,
+        frame: &[u8],
+        kind: u8,
+        receivers: &[u32],
+    ) -> Result<(), EngineError> {
+        let (me, t) = (ctx.node(), ctx.now());
+        if t < n.lora_free_at {
+            n.log.duty_cycle_blocked += 1;
+            return Ok(());
+        }
+        let air = lora_sf12_airtime_us(frame.len());
+        n.log.lora_airtime_us += air;
+        n.lora_free_at = t + (air as f64 / self.duty_cycle) as u64;
+        *n.log.sent.entry(kind).or_default() += 1;
+        let bytes: Arc<[u8]> = Arc::from(frame);
+        let lat = self.radio.min_latency_us() + air;
+        let channel = lora_channel(&mut n.radio_rng);
+        for &r in receivers {
+            if self.partitioned(t, me, r) {
+                continue;
+            }
+            if let Some(rx) = self.radio.lora_receive(me, r, &mut n.radio_rng) {
+                let ev = SimEvent::Uplink { bytes: bytes.clone(), rssi_dbm: rx.rssi_dbm, channel };
+                ctx.schedule(t + lat, class::DELIVERY, r, ev)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Carries out the actions in `n.out` (and those they cause).
     fn execute(&self, ctx: &mut Ctx<'_, SimEvent>, n: &mut SimNode) -> Result<(), EngineError> {
         let me = ctx.node();
@@ -300,49 +336,12 @@ impl SimModel {
                     n.clock_offset_us += offset_ms * 1_000;
                     n.log.clock_corrections_us.push((t, offset_ms * 1_000));
                 }
-                Action::LoraUplink(f) => {
-                    let air = lora_sf12_airtime_us(f.len());
-                    // ES-12.4: 1 % duty cycle, enforced per device as the
-                    // off-time after each transmission.
-                    if t < n.lora_free_at {
-                        n.log.duty_cycle_blocked += 1;
-                        continue;
-                    }
-                    n.log.lora_airtime_us += air;
-                    n.lora_free_at = t + (air as f64 / self.duty_cycle) as u64;
-                    *n.log.sent.entry(0xD0).or_default() += 1;
-                    let bytes: Arc<[u8]> = Arc::from(&f[..]);
-                    let lat = self.radio.min_latency_us() + air;
-                    let channel = lora_channel(&mut n.radio_rng);
-                    for &g in &self.gateways {
-                        if self.partitioned(t, me, g) {
-                            continue;
-                        }
-                        // Link budget with per-packet fading against SF12's floor.
-                        if let Some(rx) = self.radio.lora_receive(me, g, &mut n.radio_rng) {
-                            let ev = SimEvent::Uplink { bytes: bytes.clone(), rssi_dbm: rx.rssi_dbm, channel };
-                            ctx.schedule(t + lat, class::DELIVERY, g, ev)?;
-                        }
-                    }
-                }
+                Action::LoraUplink(f) => self.lora_transmit(ctx, n, &f, 0xD0, &self.gateways)?,
                 Action::LoraDownlink { dest, frame } => {
                     // The gateway's radio keeps the 1 % duty cycle too
                     // (ES-12.4); the Dust node hears it as a LoRa frame.
-                    let Some(&to) = self.by_id.get(&dest) else { continue };
-                    let air = lora_sf12_airtime_us(frame.len());
-                    if t < n.lora_free_at {
-                        n.log.duty_cycle_blocked += 1;
-                        continue;
-                    }
-                    n.log.lora_airtime_us += air;
-                    n.lora_free_at = t + (air as f64 / self.duty_cycle) as u64;
-                    *n.log.sent.entry(0xD1).or_default() += 1;
-                    let channel = lora_channel(&mut n.radio_rng);
-                    if !self.partitioned(t, me, to) {
-                        if let Some(rx) = self.radio.lora_receive(me, to, &mut n.radio_rng) {
-                            let ev = SimEvent::Uplink { bytes: Arc::from(&frame[..]), rssi_dbm: rx.rssi_dbm, channel };
-                            ctx.schedule(t + self.radio.min_latency_us() + air, class::DELIVERY, to, ev)?;
-                        }
+                    if let Some(&to) = self.by_id.get(&dest) {
+                        self.lora_transmit(ctx, n, &frame, 0xD1, &[to])?;
                     }
                 }
                 Action::SubmitBatch { len, .. } => {
