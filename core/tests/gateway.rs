@@ -6,18 +6,20 @@
 //! corroborated (VOUCHED_OK); when one relays different readings both are
 //! flagged and their traces lose weight.
 
-use krill_core::crypto::{DustIdentity, Identity, RealCrypto, Seed};
+use krill_core::crypto::{DustIdentity, Identity, RealCrypto};
 use krill_core::gateway::{
     DustKey, GATEWAY_SUSPECT, GATEWAY_UNVERIFIED, GATEWAY_VOUCHED_1, GATEWAY_VOUCHED_OK, UPLINKS_PER_DOWNLINK,
 };
 use krill_core::lifecycle::SubjectState;
 use krill_core::node::{
-    Action, AuditEvent, DustLink, DustSizedNode, GatewayEvent, Node, NodeConfig, Now, Rng, Role, TraceAssessment,
+    Action, AuditEvent, DustLink, DustSizedNode, GatewayEvent, Node, NodeConfig, Role, TraceAssessment,
 };
 use krill_core::types::{DeviceId, Reading};
 use std::collections::VecDeque;
 
-const UNIX0: u32 = 1_700_000_000;
+mod common;
+use common::{fast_config, identity, now_at, Lcg};
+
 const KEY: DustKey = DustKey([0x5A; 16]);
 /// Honest Nanos in the mesh.
 const NANOS: usize = 6;
@@ -27,31 +29,6 @@ const LIE_FROM_MS: u64 = 150_000;
 /// Nano capacities trimmed so that several nodes fit a test thread.
 type TestNode = Node<RealCrypto, 8, 512, 16, 64>;
 type DustNode = DustSizedNode<DustIdentity>;
-
-struct Lcg(u64);
-
-impl Rng for Lcg {
-    fn next_u32(&mut self) -> u32 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        (self.0 >> 33) as u32
-    }
-}
-
-fn identity(i: u8) -> Identity {
-    Identity::from_seed(&Seed([i.wrapping_add(1); 32]))
-}
-
-fn now_at(ms: u64) -> Now {
-    Now::new(ms, UNIX0 + (ms / 1000) as u32)
-}
-
-/// Short neonatal periods so a test runs in simulated minutes.
-fn fast_config() -> NodeConfig {
-    let mut cfg = NodeConfig { subject_neonatal_ms: 60_000, ..NodeConfig::default() };
-    cfg.lifecycle.neonatal_duration_ms = 60_000;
-    cfg.quorum.min_transition_interval = 0;
-    cfg
-}
 
 fn dust_id() -> DeviceId {
     DeviceId([0xD0, 0x57, 0, 0, 0, 0, 0, 1])

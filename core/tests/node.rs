@@ -2,45 +2,21 @@
 //! advances to the earliest deadline and delivers every broadcast to every
 //! other node, in the manner of quinn-proto's `Pair`.
 
-use krill_core::crypto::{Crypto, Identity, ModeledAuthority, ModeledCrypto, RealCrypto, Seed};
+use krill_core::crypto::{Crypto, Identity, ModeledAuthority, ModeledCrypto, RealCrypto};
 use krill_core::guards::DropReason;
 use krill_core::lifecycle::{self, SubjectState};
 use krill_core::node::{
-    Action, AuditEvent, BoardNode, DustSizedNode, FrameDrop, NanoNode, Node, NodeConfig, Now, Rng, TimerConfig,
+    Action, AuditEvent, BoardNode, DustSizedNode, FrameDrop, NanoNode, Node, NodeConfig, Now, TimerConfig,
 };
 use krill_core::types::{DeviceId, QuantityType, Reading};
 use std::collections::VecDeque;
 
-const UNIX0: u32 = 1_700_000_000;
+mod common;
+use common::{fast_config, identity, now_at, Lcg, UNIX0};
 
 /// Nano capacities trimmed so that several nodes fit a test thread's stack
 /// (the ES-1.2 Nano is ~0.5 MB, see `node_sizes`).
 type TestNode<C> = Node<C, 8, 512, 16, 64>;
-
-struct Lcg(u64);
-
-impl Rng for Lcg {
-    fn next_u32(&mut self) -> u32 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        (self.0 >> 33) as u32
-    }
-}
-
-fn identity(i: u8) -> Identity {
-    Identity::from_seed(&Seed([i.wrapping_add(1); 32]))
-}
-
-fn now_at(ms: u64) -> Now {
-    Now::new(ms, UNIX0 + (ms / 1000) as u32)
-}
-
-/// Short neonatal periods so a test runs in simulated minutes.
-fn fast_config() -> NodeConfig {
-    let mut cfg = NodeConfig { subject_neonatal_ms: 60_000, ..NodeConfig::default() };
-    cfg.lifecycle.neonatal_duration_ms = 60_000;
-    cfg.quorum.min_transition_interval = 0;
-    cfg
-}
 
 type Reader = Box<dyn FnMut(usize, u64) -> Reading>;
 
