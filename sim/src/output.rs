@@ -210,18 +210,7 @@ pub struct AuditRecord {
 /// Snake-case name of an enum variant from its debug text.
 fn variant(debug: &str) -> String {
     let head: String = debug.chars().take_while(|c| c.is_alphanumeric()).collect();
-    let mut s = String::new();
-    for (i, c) in head.chars().enumerate() {
-        if c.is_ascii_uppercase() {
-            if i > 0 {
-                s.push('_');
-            }
-            s.push(c.to_ascii_lowercase());
-        } else {
-            s.push(c);
-        }
-    }
-    s
+    crate::summary::snake(&head)
 }
 
 fn state_name(s: AnyState) -> String {

@@ -239,7 +239,8 @@ pub fn message_name(ty: u8) -> String {
     }
 }
 
-fn snake(camel: &str) -> String {
+/// `CamelCase` → `camel_case`.
+pub(crate) fn snake(camel: &str) -> String {
     let mut s = String::with_capacity(camel.len() + 4);
     for (i, c) in camel.chars().enumerate() {
         if c.is_ascii_uppercase() {
