@@ -26,17 +26,33 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
-export RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1
-# Keep the host's rustup settings and flags out of these builds.
-unset RUSTUP_TOOLCHAIN CARGO_BUILD_TARGET RUSTFLAGS CARGO_TARGET_DIR
 target_dir="${KRILL_FW_TARGET_DIR:-$here/target}"
-cargo=(/usr/bin/cargo)
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
 # Wall time per step, to keep the whole script well inside CI's budget.
 t0=$SECONDS
 took() { echo "   ($((SECONDS - t0)) s)"; t0=$SECONDS; }
+
+# The input log the image replays: node 17 of the quickstart scenario (it
+# monitors the spiking node 24 from the next row), recorded by the simulator
+# with the host's toolchain and workspace. `krill run --record` itself checks
+# that the host replays the log to the run's own actions.
+echo "== replay log: node 17 of scenarios/quickstart.ron, recorded by the simulator"
+rec_dir="$target_dir/sim-recording"
+rm -rf "$rec_dir"
+if ! (cd "$here/.." && cargo run --release -q -p krill-sim -- run scenarios/quickstart.ron \
+  --record 17 --out "$rec_dir") >"$tmp/record.txt" 2>&1; then
+  cat "$tmp/record.txt"; echo "firmware: recording the replay log in the simulator FAILED"; exit 1
+fi
+grep -E '^(recorded node|host replay|the recording ends)' "$tmp/record.txt"
+export KRILL_REPLAY_LOG="$rec_dir/node-17.krillrpl"
+took
+
+export RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1
+# Keep the host's rustup settings and flags out of these builds.
+unset RUSTUP_TOOLCHAIN CARGO_BUILD_TARGET RUSTFLAGS CARGO_TARGET_DIR
+cargo=(/usr/bin/cargo)
 
 echo "== qemu-m4 image (thumbv7em-none-eabihf)"
 "${cargo[@]}" build -q --release --manifest-path "$here/Cargo.toml" --target-dir "$target_dir" \
@@ -175,8 +191,8 @@ if [ -z "$target_digest" ] || [ "$target_digest" != "$host_digest" ]; then
 fi
 [ $status -eq 0 ] && echo "firmware: Cortex-M4 conformance results are bit-identical to the host's"
 
-echo "== node replay (recorded input log of one node)"
-"$replay_bin" >"$tmp/host-replay.txt" || true
+echo "== node replay (node 17's input log from the simulator run)"
+"$replay_bin" "$KRILL_REPLAY_LOG" >"$tmp/host-replay.txt" || true
 grep '^replay' "$tmp/target.txt" >"$tmp/target-replay.txt" || true
 grep -v '^replay @' "$tmp/target-replay.txt" || true
 log_t=$(sed -n 's/^replay log: //p' "$tmp/target-replay.txt")

@@ -6,12 +6,13 @@ use std::sync::{Arc, Mutex, PoisonError};
 use krill_core::crypto::Crypto;
 use krill_core::gateway::DustKey;
 use krill_core::lifecycle::{OwnState, SubjectState};
-use krill_core::node::{Action, Node, NodeConfig, Now, Role};
+use krill_core::node::{Action, Node, NodeConfig, Now, Rng, Role};
 use krill_core::persist::{
     restore, Flash, FlashError, Layout, RestoreReport, Restored, Status, Store, StoredProfile, ERASED, ESP32_C3_LAYOUT,
     NRF52840_LAYOUT, SECTOR_SIZE,
 };
 use krill_core::types::{DeviceId, PublicKey, QuantityType, Reading, Signature};
+use krill_replay::{Capacities, ConfigSpec, CryptoSpec, Entry, Header, Recorder};
 
 use crate::rng::SimRng;
 
@@ -69,6 +70,49 @@ pub trait Firmware: Send {
     /// What it wrote to its flash so far; `None` if it keeps none.
     fn flash_stats(&self) -> Option<FlashStats> {
         None
+    }
+    /// Starts recording every call into the node as a replay log (the
+    /// format the QEMU image replays), from boot: `crypto` and
+    /// `identity_seed` let a replayer rebuild the same keys.
+    fn start_recording(&mut self, _crypto: CryptoSpec, _identity_seed: [u8; 32]) -> Result<(), String> {
+        Err("only krill-core's node can be recorded (not the baseline firmware)".into())
+    }
+    /// The log recorded since [`Firmware::start_recording`]; `None` if
+    /// nothing was recorded.
+    fn finish_recording(&mut self) -> Option<Result<RecordedLog, String>> {
+        None
+    }
+}
+
+/// A node's recorded input log (see [`Firmware::start_recording`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordedLog {
+    /// The log, in `krill-replay`'s format.
+    pub bytes: Vec<u8>,
+    /// Calls it holds.
+    pub entries: u64,
+    /// Actions the node emitted during them.
+    pub actions: u64,
+    /// Why it ends before the run did, if it does.
+    pub cut_short: Option<String>,
+}
+
+/// Replays `log` on the host and checks that the node emits exactly the
+/// actions it emitted during the run (count and digest).
+pub fn verify_recording(log: &RecordedLog) -> Result<krill_replay::Report, String> {
+    let report = krill_replay::replay(&log.bytes, |_, _| {}).map_err(|e| format!("the log does not replay: {e:?}"))?;
+    if !report.matches_recording() || report.actions != log.actions {
+        return Err(format!("{}", krill_replay::Verdict(&report)));
+    }
+    Ok(report)
+}
+
+/// The RNG of calls that draw nothing.
+struct NoDraws;
+
+impl Rng for NoDraws {
+    fn next_u32(&mut self) -> u32 {
+        0
     }
 }
 
@@ -271,6 +315,12 @@ pub struct CoreFirmware<C: Crypto, const N: usize, const D: usize, const G: usiz
     store: Store,
     stats: FlashStats,
     last_restore: Option<RestoreReport>,
+    boot: Now,
+    called: bool,
+    recorder: Option<Recorder>,
+    recorded: Option<Result<RecordedLog, String>>,
+    /// The batch the recorder took for the node's last `SubmitBatch`.
+    recorded_batch: Option<Vec<u8>>,
 }
 
 impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> CoreFirmware<C, N, D, G, B> {
@@ -294,6 +344,11 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
             store,
             stats: FlashStats::default(),
             last_restore: None,
+            boot: now,
+            called: false,
+            recorder: None,
+            recorded: None,
+            recorded_batch: None,
         }
     }
 
@@ -320,6 +375,40 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
     /// What the last reboot found on the flash.
     pub fn last_restore(&self) -> Option<&RestoreReport> {
         self.last_restore.as_ref()
+    }
+
+    /// Makes `entry`'s call through the recorder, if one runs; false if none
+    /// does (the caller then calls the node itself). A log that cannot be
+    /// written ends the recording with the reason.
+    fn recorded_call(&mut self, entry: Entry<'_>, rng: &mut impl Rng, out: &mut Vec<Action>) -> bool {
+        self.called = true;
+        let Some(rec) = self.recorder.as_mut() else {
+            return false;
+        };
+        match rec.call(&mut *self.node, entry, rng, &mut |a| out.push(a.clone())) {
+            Ok(batch) => {
+                if batch.is_some() {
+                    self.recorded_batch = batch;
+                }
+            }
+            Err(e) => {
+                self.recorder = None;
+                self.recorded = Some(Err(format!("the replay log could not be written ({e:?})")));
+            }
+        }
+        true
+    }
+
+    /// Ends a running recording; `why` says why before the run's end.
+    fn end_recording(&mut self, why: Option<String>) {
+        if let Some(rec) = self.recorder.take() {
+            let (entries, actions) = (rec.entries(), rec.actions());
+            self.recorded = Some(
+                rec.finish()
+                    .map(|bytes| RecordedLog { bytes, entries, actions, cut_short: why })
+                    .map_err(|e| format!("the replay log could not be finished ({e:?})")),
+            );
+        }
     }
 
     /// Carries out the persist actions the node just emitted, in order, as
@@ -424,17 +513,24 @@ where
     }
     fn handle_timers(&mut self, now: Now, rng: &mut SimRng, out: &mut Vec<Action>) {
         let start = out.len();
-        self.node.handle_timers(now, rng, &mut |a| out.push(a));
+        if !self.recorded_call(Entry::Timers { now: now.into(), draws: Vec::new() }, rng, out) {
+            self.node.handle_timers(now, rng, &mut |a| out.push(a));
+        }
         self.persist(&out[start..]);
     }
     fn handle_frame(&mut self, now: Now, bytes: &[u8], rssi: i8, hops: u8, out: &mut Vec<Action>) {
         let start = out.len();
-        self.node.handle_frame(now, bytes, rssi, hops, &mut |a| out.push(a));
+        if !self.recorded_call(Entry::Frame { now: now.into(), rssi, hops, bytes }, &mut NoDraws, out) {
+            self.node.handle_frame(now, bytes, rssi, hops, &mut |a| out.push(a));
+        }
         self.persist(&out[start..]);
     }
     fn handle_reading(&mut self, now: Now, quantity: QuantityType, reading: Reading, out: &mut Vec<Action>) {
         let start = out.len();
-        self.node.handle_reading(now, quantity, reading, &mut |a| out.push(a));
+        let entry = Entry::Reading { now: now.into(), quantity: quantity.to_u8(), value: reading };
+        if !self.recorded_call(entry, &mut NoDraws, out) {
+            self.node.handle_reading(now, quantity, reading, &mut |a| out.push(a));
+        }
         self.persist(&out[start..]);
     }
     /// The simulator delivers every LoRa frame as `SimEvent::Uplink`: at a
@@ -444,23 +540,42 @@ where
             return self.handle_downlink(now, bytes, out);
         }
         let start = out.len();
-        self.node.handle_uplink(now, bytes, &mut |a| out.push(a));
+        if !self.recorded_call(Entry::Uplink { now: now.into(), bytes }, &mut NoDraws, out) {
+            self.node.handle_uplink(now, bytes, &mut |a| out.push(a));
+        }
         self.persist(&out[start..]);
     }
     fn handle_downlink(&mut self, _now: Now, bytes: &[u8], out: &mut Vec<Action>) {
         let start = out.len();
-        self.node.handle_downlink(bytes, &mut |a| out.push(a));
+        if !self.recorded_call(Entry::Downlink { bytes }, &mut NoDraws, out) {
+            self.node.handle_downlink(bytes, &mut |a| out.push(a));
+        }
         self.persist(&out[start..]);
     }
     fn handle_batch(&mut self, now: Now, bytes: &[u8], out: &mut Vec<Action>) {
         let start = out.len();
-        let _ = self.node.handle_batch(now, bytes, &mut |a| out.push(a));
+        if !self.recorded_call(Entry::Batch { now: now.into(), bytes }, &mut NoDraws, out) {
+            let _ = self.node.handle_batch(now, bytes, &mut |a| out.push(a));
+        }
         self.persist(&out[start..]);
     }
+    /// While recording, the recorder has already taken the batch (to digest
+    /// it) and hands it on here.
     fn take_batch(&mut self, buf: &mut [u8]) -> Option<usize> {
-        self.node.take_batch(buf).ok()
+        match self.recorded_batch.take() {
+            Some(b) => {
+                let dst = buf.get_mut(..b.len())?;
+                dst.copy_from_slice(&b);
+                Some(b.len())
+            }
+            None => self.node.take_batch(buf).ok(),
+        }
     }
+    /// A query expires field entries, so a recording logs it; asking again
+    /// at the same instant changes nothing more.
     fn consensus(&mut self, quantity: QuantityType, now: Now) -> Option<f32> {
+        let entry = Entry::Query { now: now.into(), quantity: quantity.to_u8() };
+        self.recorded_call(entry, &mut NoDraws, &mut Vec::new());
         self.node.query_field(quantity, now).consensus_value.map(f32::from)
     }
     fn subject_state(&self, subject: DeviceId) -> Option<SubjectState> {
@@ -473,27 +588,40 @@ where
         if !self.peers.contains(&key) {
             self.peers.push(key);
         }
-        let _ = self.node.register_peer(key);
+        if !self.recorded_call(Entry::RegisterPeer { key: key.0 }, &mut NoDraws, &mut Vec::new()) {
+            let _ = self.node.register_peer(key);
+        }
     }
     fn register_dust(&mut self, device: DeviceId, key: DustKey) {
         if !self.dust.iter().any(|d| d.0 == device) {
             self.dust.push((device, key));
         }
-        let _ = self.node.register_dust(device, key);
+        let entry = Entry::RegisterDust { device: device.0, key: key.0 };
+        if !self.recorded_call(entry, &mut NoDraws, &mut Vec::new()) {
+            let _ = self.node.register_dust(device, key);
+        }
     }
     fn request_time_sync(&mut self, now: Now, source: DeviceId, rng: &mut SimRng, out: &mut Vec<Action>) {
-        self.node.request_time_sync(now, source, rng, &mut |a| out.push(a));
+        let entry = Entry::TimeSync { now: now.into(), source: source.0, draws: Vec::new() };
+        if !self.recorded_call(entry, rng, out) {
+            self.node.request_time_sync(now, source, rng, &mut |a| out.push(a));
+        }
     }
     fn register_dust_served(&mut self, dust: DeviceId, gateway: DeviceId) {
         if !self.served.contains(&(dust, gateway)) {
             self.served.push((dust, gateway));
         }
-        let _ = self.node.register_dust_served(dust, gateway);
+        let entry = Entry::RegisterDustServed { dust: dust.0, gateway: gateway.0 };
+        if !self.recorded_call(entry, &mut NoDraws, &mut Vec::new()) {
+            let _ = self.node.register_dust_served(dust, gateway);
+        }
     }
     /// ES-14.3: restore every partition (falling back per component), build
     /// the node from it, then re-register the provisioned keys and Dust
     /// devices. Whatever the node held in RAM and did not persist is lost.
     fn reboot(&mut self, now: Now) -> Result<String, String> {
+        // A log replays one boot: the restored node is built from flash.
+        self.end_recording(Some(format!("the node rebooted at mono {} ms", now.mono_ms)));
         self.stats.reboots = self.stats.reboots.saturating_add(1);
         // Vote ids must not repeat across boots; a board draws them at random.
         let qid = self.first_query_id ^ self.stats.reboots.wrapping_mul(0x9E37_79B9);
@@ -533,6 +661,28 @@ where
             flipped += 1;
         }
         flipped
+    }
+    fn start_recording(&mut self, crypto: CryptoSpec, identity_seed: [u8; 32]) -> Result<(), String> {
+        if self.called {
+            return Err("the node has already been called; a recording starts at boot".into());
+        }
+        let config = ConfigSpec::of(&self.cfg)
+            .map_err(|e| format!("its configuration cannot be written to a replay log ({e:?})"))?;
+        let header = Header {
+            capacities: Capacities::of::<N, D, G, B>(),
+            crypto,
+            identity_seed,
+            peers: Vec::new(),
+            first_query_id: self.first_query_id,
+            boot: self.boot.into(),
+            config,
+        };
+        self.recorder = Some(Recorder::new(&header).map_err(|e| format!("the log header: {e:?}"))?);
+        Ok(())
+    }
+    fn finish_recording(&mut self) -> Option<Result<RecordedLog, String>> {
+        self.end_recording(None);
+        self.recorded.take()
     }
     fn flash_stats(&self) -> Option<FlashStats> {
         let (sector_erases, max_sector_erases) = self.flash.erases();

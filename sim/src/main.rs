@@ -16,10 +16,11 @@ use std::process::ExitCode;
 
 use krill_sim::check::{self, CheckRow};
 use krill_sim::codec::{self, Kind};
+use krill_sim::firmware::{verify_recording, RecordedLog};
 use krill_sim::output::{self, AuditLevel, Manifest, RunOutput};
 use krill_sim::scenario::Scenario;
 use krill_sim::sim::FirmwareKind;
-use krill_sim::summary::{on_big_stack, simulate};
+use krill_sim::summary::{on_big_stack, simulate, simulate_recording};
 use krill_sim::sweep::{self, ParamRange, Shard, SweepRecord};
 use krill_sim::{explain, vectors};
 
@@ -83,6 +84,12 @@ enum Cmd {
         /// What `audit.jsonl` holds (`decisions` drops trace assessments and drops: big runs).
         #[arg(long, value_enum, default_value_t = AuditLevel::Full)]
         audit: AuditLevel,
+        /// Record node NODE's calls from boot as a replay log
+        /// (`node-NODE.krillrpl` in the run directory, the format the QEMU
+        /// image replays) and check that the host replays it to the same
+        /// actions.
+        #[arg(long, value_name = "NODE", conflicts_with = "replay")]
+        record: Option<u32>,
     },
     /// Run every seed of every scenario and compare its expectations; exit 1
     /// on any miss, with a table of what missed.
@@ -171,10 +178,10 @@ fn main() -> ExitCode {
         Cmd::Vectors { paths, quiet, html } => run_vectors(paths, quiet, html),
         Cmd::Decode { hex, kind } => run_decode(&hex, kind),
         Cmd::Encode { file } => run_encode(&file),
-        Cmd::Run { scenario, seed, threads, firmware, out, replay, audit } => match replay {
+        Cmd::Run { scenario, seed, threads, firmware, out, replay, audit, record } => match replay {
             Some(m) => cmd_replay(&m, threads, out, audit),
             None => match scenario {
-                Some(path) => cmd_run(&path, seed, threads.unwrap_or(1), firmware, out, audit),
+                Some(path) => cmd_run(&path, seed, threads.unwrap_or(1), firmware, out, audit, record),
                 None => fail("run", "give a scenario file or --replay MANIFEST"),
             },
         },
@@ -341,6 +348,7 @@ fn cmd_run(
     firmware: FirmwareKind,
     out: Option<PathBuf>,
     audit: AuditLevel,
+    record: Option<u32>,
 ) -> ExitCode {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
@@ -363,7 +371,7 @@ fn cmd_run(
         code_version: output::code_version(),
         summary_hash: String::new(),
     };
-    execute(s, text, manifest, Some((dir, audit)), None)
+    execute(s, text, manifest, Some((dir, audit)), None, record)
 }
 
 fn cmd_replay(path: &Path, threads: Option<usize>, out: Option<PathBuf>, audit: AuditLevel) -> ExitCode {
@@ -395,7 +403,7 @@ fn cmd_replay(path: &Path, threads: Option<usize>, out: Option<PathBuf>, audit: 
     let expected = m.summary_hash.clone();
     let mut manifest = m;
     manifest.threads = threads.unwrap_or(manifest.threads).max(1);
-    execute(s, text, manifest, out.map(|d| (d, audit)), Some(expected))
+    execute(s, text, manifest, out.map(|d| (d, audit)), Some(expected), None)
 }
 
 /// Runs on a big-stack thread, prints the summary, writes the run
@@ -406,6 +414,7 @@ fn execute(
     mut m: Manifest,
     dir: Option<(PathBuf, AuditLevel)>,
     expected: Option<String>,
+    record: Option<u32>,
 ) -> ExitCode {
     let pb = bar(1, &format!("{} seed {}", s.name, m.seed));
     let done = on_big_stack(move || -> Result<(String, String), String> {
@@ -415,7 +424,8 @@ fn execute(
                 pb.set_position(t);
             }
         };
-        let run = simulate(&s, m.seed, m.firmware, m.threads, progress).map_err(|e| e.to_string())?;
+        let mut run =
+            simulate_recording(&s, m.seed, m.firmware, m.threads, record, progress).map_err(|e| e.to_string())?;
         if let Some(pb) = &pb {
             pb.finish_and_clear();
         }
@@ -434,6 +444,9 @@ fn execute(
             let out =
                 RunOutput { scenario_text: &text, manifest: &m, run: &run, expectations: &results, audit: *audit };
             output::write_run_dir(dir, &out).map_err(|e| e.to_string())?;
+            if let Some((node, log)) = run.sim.finish_recording() {
+                text_out.push_str(&write_recording(dir, node, log)?);
+            }
             text_out.push_str(&format!("\nrun directory: {}\n", dir.display()));
         }
         Ok((text_out, run.hash))
@@ -455,6 +468,28 @@ fn execute(
             ExitCode::FAILURE
         }
     }
+}
+
+/// Writes a recorded node log into the run directory after replaying it on
+/// the host; returns the lines for the run's output.
+fn write_recording(dir: &Path, node: u32, log: Result<RecordedLog, String>) -> Result<String, String> {
+    let log = log.map_err(|e| format!("recording node {node}: {e}"))?;
+    let report = verify_recording(&log).map_err(|e| format!("recording node {node}: {e}"))?;
+    let path = dir.join(format!("node-{node}.krillrpl"));
+    std::fs::write(&path, &log.bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut text = format!(
+        "\nrecorded node {node}: {} calls, {} actions, {} bytes in {}\nhost replay: same {} actions, digest {}\n",
+        log.entries,
+        log.actions,
+        log.bytes.len(),
+        path.display(),
+        report.actions,
+        krill_replay::Hex(&report.digest),
+    );
+    if let Some(why) = &log.cut_short {
+        text.push_str(&format!("the recording ends early: {why}\n"));
+    }
+    Ok(text)
 }
 
 fn cmd_check(paths: &[PathBuf], jobs: Option<usize>, firmware: FirmwareKind) -> ExitCode {

@@ -11,9 +11,10 @@ use krill_core::lifecycle::{AnyState, OwnState, SubjectState};
 use krill_core::node::{Action, AuditEvent, DustLink, NodeConfig, Now, Role};
 use krill_core::types::PublicKey;
 use krill_core::types::{DeviceId, QuantityType};
+use krill_replay::CryptoSpec;
 
 use crate::engine::{Ctx, Engine, EngineError, EngineStats, Micros, Model};
-use crate::firmware::{BaselineFirmware, CoreFirmware, Firmware};
+use crate::firmware::{BaselineFirmware, CoreFirmware, Firmware, RecordedLog};
 use crate::radio::{ble_airtime_us, lora_channel, lora_sf12_airtime_us, Radio, ReceiverState};
 use crate::rng::{Purpose, SimRng};
 use crate::scenario::{CryptoMode, FaultKind, Layout, NodeClass, Quantity, Scenario, Start};
@@ -576,6 +577,8 @@ pub struct Simulation {
     pub seed: u64,
     /// Firmware in use.
     pub firmware: FirmwareKind,
+    /// The node whose calls are recorded, if any.
+    recorded: Option<u32>,
 }
 
 /// Why a simulation could not be built or run.
@@ -634,11 +637,27 @@ impl Simulation {
     /// Builds a scenario for one seed. Run it on a thread with a large
     /// stack: an ES-1.2 Nano is half a megabyte.
     pub fn new(s: &Scenario, seed: u64, firmware: FirmwareKind, threads: usize) -> Result<Simulation, SimError> {
+        Simulation::recording(s, seed, firmware, threads, None)
+    }
+
+    /// [`Simulation::new`], recording node `record`'s calls from boot as a
+    /// replay log ([`Simulation::finish_recording`]). An attacker cannot be
+    /// recorded: its wrapper is not the core.
+    pub fn recording(
+        s: &Scenario,
+        seed: u64,
+        firmware: FirmwareKind,
+        threads: usize,
+        record: Option<u32>,
+    ) -> Result<Simulation, SimError> {
         let warmup_us = s.warmup_s() * 1_000_000;
         let end_us = warmup_us + s.duration_s * 1_000_000;
         let world = World::new(&s.world);
         let placed = positions(s, seed);
         let n = placed.len();
+        if let Some(r) = record.filter(|&r| r as usize >= n) {
+            return Err(SimError::Setup(format!("cannot record node {r}: the scenario has {n} nodes (0..{n})")));
+        }
         let keys = match s.crypto {
             CryptoMode::Modeled => Keys::Modeled(ModeledAuthority::new(&seed_bytes(seed, 0xA11))),
             CryptoMode::Real => Keys::Real,
@@ -746,6 +765,20 @@ impl Simulation {
                 })
                 .cloned()
                 .collect();
+            let mut fw = fw;
+            if record == Some(i as u32) {
+                if !mine.is_empty() {
+                    return Err(SimError::Setup(format!(
+                        "cannot record node {i}: it is an attacker; record an honest node (one of its monitors)"
+                    )));
+                }
+                let crypto = match &keys {
+                    Keys::Modeled(_) => CryptoSpec::Modeled { authority: seed_bytes(seed, 0xA11) },
+                    Keys::Real => CryptoSpec::Real,
+                };
+                fw.start_recording(crypto, seed_bytes(seed, i as u64 + 1))
+                    .map_err(|e| SimError::Setup(format!("cannot record node {i}: {e}")))?;
+            }
             let fw = if mine.is_empty() {
                 fw
             } else {
@@ -901,7 +934,7 @@ impl Simulation {
                 engine.schedule(at, class::FAULT, node, SimEvent::Fault(f.kind.clone()))?;
             }
         }
-        Ok(Simulation { engine, end_us, seed, firmware })
+        Ok(Simulation { engine, end_us, seed, firmware, recorded: record })
     }
 
     /// Runs to the end, calling `progress(done, total)` now and then (µs).
@@ -914,6 +947,14 @@ impl Simulation {
             progress(t, self.end_us);
         }
         Ok(())
+    }
+
+    /// The recorded node's log (see [`Simulation::recording`]): `None` if
+    /// no node was recorded.
+    pub fn finish_recording(&mut self) -> Option<(u32, Result<RecordedLog, String>)> {
+        let i = self.recorded?;
+        let fw = &mut self.engine.nodes_mut().get_mut(i as usize)?.fw;
+        Some((i, fw.finish_recording()?))
     }
 
     /// The model.

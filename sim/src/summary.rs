@@ -638,8 +638,21 @@ pub fn simulate(
     threads: usize,
     progress: impl FnMut(Micros, Micros),
 ) -> Result<Finished, SimError> {
+    simulate_recording(s, seed, firmware, threads, None, progress)
+}
+
+/// [`simulate`], recording node `record`'s calls (take the log with
+/// `Finished::sim.finish_recording()`).
+pub fn simulate_recording(
+    s: &Scenario,
+    seed: u64,
+    firmware: FirmwareKind,
+    threads: usize,
+    record: Option<u32>,
+    progress: impl FnMut(Micros, Micros),
+) -> Result<Finished, SimError> {
     let start = std::time::Instant::now();
-    let mut sim = Simulation::new(s, seed, firmware, threads)?;
+    let mut sim = Simulation::recording(s, seed, firmware, threads, record)?;
     sim.run(progress)?;
     let wall_s = start.elapsed().as_secs_f64();
     let summary = RunSummary::from_run(s, &sim);

@@ -1,4 +1,4 @@
-//! The replay log, format version 1.
+//! The replay log, format version 2.
 //!
 //! ```text
 //! b"KRILLRPL"          8 bytes, magic
@@ -12,15 +12,18 @@
 //! platform, and a malformed log is a decode error, never a panic. The
 //! header says how to rebuild the node (capacities, crypto, identity seed,
 //! the peers' public keys, boot time, configuration); each entry is one call
-//! into it: a received frame, an own sensor reading, or a timer run together
-//! with the random words the node drew during it. A recorder (the host mesh
-//! in [`crate::record`], later the simulator) writes it with [`LogWriter`];
-//! the replayer reads it with [`LogReader`].
+//! into it: a received frame, an own sensor reading, a timer run together
+//! with the random words the node drew during it, and every other call a
+//! board or the simulator makes (LoRa up/downlinks, batches, time sync,
+//! field queries, key registrations). Recorders (the simulator's
+//! `krill run --record`, and the host mesh in [`crate::record`]) write it
+//! through [`crate::Recorder`]; the replayer reads it with [`LogReader`].
 //!
 //! Any change to these types is a new [`VERSION`]: a reader refuses other
 //! versions instead of misreading them.
 
 use alloc::vec::Vec;
+use krill_core::distance::Environment;
 use krill_core::gateway::DustKey;
 use krill_core::lifecycle;
 use krill_core::node::{DustLink, NodeConfig, Now, Role, TimerConfig};
@@ -30,7 +33,7 @@ use serde::{Deserialize, Serialize};
 /// First bytes of every log.
 pub const MAGIC: [u8; 8] = *b"KRILLRPL";
 /// The format version this crate reads and writes.
-pub const VERSION: u16 = 1;
+pub const VERSION: u16 = 2;
 /// Magic plus version.
 pub const PREAMBLE_LEN: usize = MAGIC.len() + 2;
 
@@ -58,8 +61,8 @@ impl From<Time> for Now {
 }
 
 /// The node's const-generic capacities (`Node<C, N, D, G, B>`); a replayer
-/// refuses a log recorded with other ones, since table overflows would
-/// differ.
+/// rebuilds the node with exactly these (table overflows would differ
+/// otherwise) and refuses sets it was not built for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Capacities {
     /// `N`: neighbours, keys, subjects.
@@ -70,6 +73,31 @@ pub struct Capacities {
     pub guard_devices: u32,
     /// `B`: guard rate buckets.
     pub rate_buckets: u32,
+}
+
+impl Capacities {
+    /// The core's multi-node tests' node, which [`crate::record`]'s host
+    /// mesh records.
+    pub const SMALL: Capacities = Capacities { neighbors: 8, dag: 512, guard_devices: 16, rate_buckets: 64 };
+    /// ES-1.2's Nano: the simulator's Nano, Gateway and Full nodes.
+    pub const NANO: Capacities = Capacities {
+        neighbors: krill_core::types::MAX_NEIGHBORS as u32,
+        dag: krill_core::types::MAX_DAG_ENTRIES as u32,
+        guard_devices: krill_core::guards::GUARD_DEVICES as u32,
+        rate_buckets: krill_core::guards::RATE_BUCKETS as u32,
+    };
+    /// The simulator's Dust device.
+    pub const DUST: Capacities = Capacities {
+        neighbors: 1,
+        dag: krill_core::types::MAX_DAG_ENTRIES_DUST as u32,
+        guard_devices: 2,
+        rate_buckets: 8,
+    };
+
+    /// The capacities of `Node<_, N, D, G, B>`.
+    pub const fn of<const N: usize, const D: usize, const G: usize, const B: usize>() -> Capacities {
+        Capacities { neighbors: N as u32, dag: D as u32, guard_devices: G as u32, rate_buckets: B as u32 }
+    }
 }
 
 /// How the node signs and verifies.
@@ -94,7 +122,7 @@ pub struct DustSpec {
     pub key: [u8; 16],
 }
 
-/// The part of a `NodeConfig` a v1 log carries; every other field is
+/// The part of a `NodeConfig` a v2 log carries; every other field is
 /// `NodeConfig::default()`'s. [`ConfigSpec::of`] refuses a configuration
 /// that differs elsewhere, so a log never silently drops a setting.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -118,6 +146,8 @@ pub struct ConfigSpec {
     pub quorum_min_transition_interval: u32,
     /// Own transmit power, dBm.
     pub tx_power_dbm: i8,
+    /// Path-loss environment for RSSI distances.
+    pub environment: Environment,
     /// Battery level in heartbeats.
     pub battery_level: u8,
     /// Dust link (role Dust only).
@@ -170,7 +200,7 @@ fn role_of(code: u8) -> Result<Role, LogError> {
 
 impl ConfigSpec {
     /// The spec of `cfg`, or `ConfigNotRepresentable` if `cfg` sets
-    /// anything a v1 log cannot carry.
+    /// anything a v2 log cannot carry.
     pub fn of(cfg: &NodeConfig) -> Result<Self, LogError> {
         let t = &cfg.timers;
         let spec = ConfigSpec {
@@ -192,6 +222,7 @@ impl ConfigSpec {
             min_profile_samples: cfg.min_profile_samples,
             quorum_min_transition_interval: cfg.quorum.min_transition_interval,
             tx_power_dbm: cfg.tx_power_dbm,
+            environment: cfg.environment,
             battery_level: cfg.battery_level,
             dust: cfg.dust.map(|d| DustSpec { short_id: d.short_id, key: d.key.0 }),
         };
@@ -223,6 +254,7 @@ impl ConfigSpec {
             subject_neonatal_ms: self.subject_neonatal_ms,
             min_profile_samples: self.min_profile_samples,
             tx_power_dbm: self.tx_power_dbm,
+            environment: self.environment,
             battery_level: self.battery_level,
             dust: self.dust.map(|d| DustLink { short_id: d.short_id, key: DustKey(d.key) }),
             ..NodeConfig::default()
@@ -242,7 +274,8 @@ pub struct Header {
     pub crypto: CryptoSpec,
     /// `Identity::from_seed` input: the node's keys and device id.
     pub identity_seed: [u8; 32],
-    /// Public keys registered with `register_peer`, in order.
+    /// Public keys registered with `register_peer` before the first entry,
+    /// in order (later registrations are [`Entry::RegisterPeer`]s).
     pub peers: Vec<[u8; 32]>,
     /// `Node::new`'s `first_query_id`.
     pub first_query_id: u32,
@@ -284,6 +317,64 @@ pub enum Entry<'a> {
         /// The RNG words.
         draws: Vec<u32>,
     },
+    /// `handle_uplink(now, bytes)`: a LoRa uplink heard by a gateway.
+    Uplink {
+        /// When it was received.
+        now: Time,
+        /// The uplink as received.
+        #[serde(borrow)]
+        bytes: &'a [u8],
+    },
+    /// `handle_downlink(bytes)`: a gateway's downlink heard by a Dust node.
+    Downlink {
+        /// The downlink as received.
+        #[serde(borrow)]
+        bytes: &'a [u8],
+    },
+    /// `handle_batch(now, bytes)`: a TraceBatch delivered to a Full node.
+    Batch {
+        /// When it arrived.
+        now: Time,
+        /// The batch.
+        #[serde(borrow)]
+        bytes: &'a [u8],
+    },
+    /// `request_time_sync(now, source)`, with the RNG words drawn.
+    TimeSync {
+        /// When the request was made.
+        now: Time,
+        /// The time source's device id.
+        source: [u8; 8],
+        /// The RNG words.
+        draws: Vec<u32>,
+    },
+    /// `query_field(quantity, now)`: it expires field entries, so it is a
+    /// call like any other (its answer goes into the digest).
+    Query {
+        /// When it was asked.
+        now: Time,
+        /// `QuantityType::to_u8`.
+        quantity: u8,
+    },
+    /// `register_peer(key)` after the node was built.
+    RegisterPeer {
+        /// The Ed25519 public key.
+        key: [u8; 32],
+    },
+    /// `register_dust(device, key)` (gateway).
+    RegisterDust {
+        /// The Dust device's id.
+        device: [u8; 8],
+        /// Its AES-128 key.
+        key: [u8; 16],
+    },
+    /// `register_dust_served(dust, gateway)`.
+    RegisterDustServed {
+        /// The Dust device's id.
+        dust: [u8; 8],
+        /// The gateway that vouches for it.
+        gateway: [u8; 8],
+    },
     /// The end; what the recorder's own run produced, when it digested it
     /// (see [`crate::ActionDigest`]).
     End {
@@ -292,6 +383,16 @@ pub enum Entry<'a> {
         /// Their digest, if the recorder computed one.
         digest: Option<[u8; 32]>,
     },
+}
+
+impl Entry<'_> {
+    /// The RNG words recorded for a call that draws (`Timers`, `TimeSync`).
+    pub fn draws(&self) -> Option<&[u32]> {
+        match self {
+            Entry::Timers { draws, .. } | Entry::TimeSync { draws, .. } => Some(draws),
+            _ => None,
+        }
+    }
 }
 
 /// Builds a log in memory.

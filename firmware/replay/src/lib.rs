@@ -1,11 +1,12 @@
 //! Recorded input logs of one krill-core `Node`, replayed anywhere the core
-//! runs: the format ([`format`]), the driver that feeds one entry to a node
-//! and digests every action it emits ([`feed`], [`ActionDigest`]), and the
-//! replayer ([`replay`]). `no_std` + `alloc`, so the QEMU Cortex-M4 image
-//! and the host run the same code on the same bytes; with feature `gen`,
-//! [`record`] records a log from a small multi-node run of the core.
+//! runs: the format ([`format`]), the recorder and the driver that feeds one
+//! entry to a node and digests every action it emits ([`Recorder`],
+//! [`feed`], [`ActionDigest`]), and the replayer ([`replay`]). `no_std` +
+//! `alloc`, so the QEMU Cortex-M4 image, the host and the simulator run the
+//! same code on the same bytes; with feature `gen`, [`record`] records a log
+//! from a small multi-node run of the core.
 //!
-//! Recorder and replayer both drive their node through [`feed`], so a log
+//! Recorders and replayer all drive their node through [`feed`], so a log
 //! replays to exactly the recorder's actions unless the core behaves
 //! differently on the replaying platform, which is what the digest is for.
 #![cfg_attr(not(feature = "gen"), no_std)]
@@ -23,16 +24,14 @@ use alloc::vec::Vec;
 use blake2::{Blake2s256, Digest};
 use core::fmt::Write as _;
 use krill_core::crypto::{Crypto, Identity, ModeledAuthority, ModeledCrypto, RealCrypto, Seed};
+use krill_core::gateway::DustKey;
 use krill_core::node::{Action, Node, Rng};
 use krill_core::types::{DeviceId, PublicKey, QuantityType, Signature};
 
 pub use format::{Capacities, ConfigSpec, CryptoSpec, Entry, Header, LogError, LogReader, LogWriter, Time};
 
-/// The node a log replays into: `Node<_, 8, 512, 16, 64>`, the capacities
-/// of the core's multi-node tests (8 neighbours, 512 DAG entries).
+/// The node [`record`]'s host mesh runs: [`Capacities::SMALL`].
 pub type ReplayNode = Node<AnyCrypto, 8, 512, 16, 64>;
-/// [`ReplayNode`]'s capacities, as a log header states them.
-pub const CAPACITIES: Capacities = Capacities { neighbors: 8, dag: 512, guard_devices: 16, rate_buckets: 64 };
 /// A running digest is reported every this many entries, so a mismatch
 /// can be narrowed down to a stretch of the log.
 pub const CHECKPOINT_EVERY: u64 = 256;
@@ -91,7 +90,9 @@ impl CryptoSpec {
 pub enum ReplayError {
     /// The log itself is malformed.
     Log(LogError),
-    /// It was recorded with other capacities than [`CAPACITIES`].
+    /// It was recorded with capacities this replayer was not built for
+    /// (it knows [`Capacities::SMALL`], [`Capacities::NANO`] and
+    /// [`Capacities::DUST`]).
     Capacities(Capacities),
     /// More peers than the key table holds.
     KeyTableFull,
@@ -118,9 +119,11 @@ impl From<LogError> for ReplayError {
 
 impl Header {
     /// The node as it was when the first entry was recorded, boxed: even a
-    /// small node is tens of kilobytes.
-    pub fn build_node(&self) -> Result<Box<ReplayNode>, ReplayError> {
-        if self.capacities != CAPACITIES {
+    /// small node is tens of kilobytes. Its capacities must be the header's.
+    pub fn build_node<const N: usize, const D: usize, const G: usize, const B: usize>(
+        &self,
+    ) -> Result<Box<Node<AnyCrypto, N, D, G, B>>, ReplayError> {
+        if self.capacities != Capacities::of::<N, D, G, B>() {
             return Err(ReplayError::Capacities(self.capacities));
         }
         let cfg = self.config.config()?;
@@ -237,10 +240,12 @@ impl Rng for Draws<'_> {
 }
 
 /// Feeds one entry to `node`: makes the call, digests every action it
-/// emitted (plus what a board would fetch for it, see [`ActionDigest`]) and
-/// hands each to `out` in order. `Timers` draws from `rng`, not from the
-/// entry's words: the recorder passes its live RNG, the replayer the
-/// recorded words. `End` does nothing.
+/// emitted (plus what a board would fetch for it, see [`ActionDigest`], and
+/// the answer of a call that returns one) and hands each action to `out` in
+/// order. `Timers` and `TimeSync` draw from `rng`, not from the entry's
+/// words: a recorder passes its live RNG, the replayer the recorded words.
+/// `End` does nothing. Returns the batch taken for a `SubmitBatch` (the last
+/// one if several), which a recorder hands on in its node's place.
 pub fn feed<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize>(
     node: &mut Node<C, N, D, G, B>,
     index: u64,
@@ -248,9 +253,10 @@ pub fn feed<C: Crypto, const N: usize, const D: usize, const G: usize, const B: 
     rng: &mut impl Rng,
     digest: &mut ActionDigest,
     out: &mut impl FnMut(&Action),
-) {
+) -> Option<Vec<u8>> {
     let mut actions = Vec::new();
     let sink = &mut |a| actions.push(a);
+    let mut answer = None;
     let kind = match entry {
         Entry::Frame { now, rssi, hops, bytes } => {
             node.handle_frame((*now).into(), bytes, *rssi, *hops, sink);
@@ -264,9 +270,45 @@ pub fn feed<C: Crypto, const N: usize, const D: usize, const G: usize, const B: 
             node.handle_timers((*now).into(), rng, sink);
             "timers"
         }
-        Entry::End { .. } => return,
+        Entry::Uplink { now, bytes } => {
+            node.handle_uplink((*now).into(), bytes, sink);
+            "uplink"
+        }
+        Entry::Downlink { bytes } => {
+            node.handle_downlink(bytes, sink);
+            "downlink"
+        }
+        Entry::Batch { now, bytes } => {
+            answer = Some(alloc::format!("{:?}", node.handle_batch((*now).into(), bytes, sink)));
+            "batch"
+        }
+        Entry::TimeSync { now, source, .. } => {
+            node.request_time_sync((*now).into(), DeviceId(*source), rng, sink);
+            "time-sync"
+        }
+        Entry::Query { now, quantity } => {
+            answer = Some(alloc::format!("{:?}", node.query_field(QuantityType::from_u8(*quantity), (*now).into())));
+            "query"
+        }
+        Entry::RegisterPeer { key } => {
+            answer = Some(alloc::format!("{:?}", node.register_peer(PublicKey(*key))));
+            "register-peer"
+        }
+        Entry::RegisterDust { device, key } => {
+            answer = Some(alloc::format!("{:?}", node.register_dust(DeviceId(*device), DustKey(*key))));
+            "register-dust"
+        }
+        Entry::RegisterDustServed { dust, gateway } => {
+            answer = Some(alloc::format!("{:?}", node.register_dust_served(DeviceId(*dust), DeviceId(*gateway))));
+            "register-dust-served"
+        }
+        Entry::End { .. } => return None,
     };
     let _ = writeln!(digest, "@{index} {kind}");
+    if let Some(a) = answer {
+        let _ = writeln!(digest, "= {a}");
+    }
+    let mut taken = None;
     for a in &actions {
         digest.action(a);
         match a {
@@ -274,11 +316,13 @@ pub fn feed<C: Crypto, const N: usize, const D: usize, const G: usize, const B: 
                 let mut buf = vec![0u8; *len];
                 match node.take_batch(&mut buf) {
                     Ok(n) => {
+                        buf.truncate(n);
                         let _ = digest.write_str("batch ");
-                        for b in buf.get(..n).unwrap_or(&buf) {
+                        for b in &buf {
                             let _ = write!(digest, "{b:02x}");
                         }
                         let _ = digest.write_str("\n");
+                        taken = Some(buf);
                     }
                     Err(e) => {
                         let _ = writeln!(digest, "batch error {e:?}");
@@ -299,6 +343,75 @@ pub fn feed<C: Crypto, const N: usize, const D: usize, const G: usize, const B: 
         }
         out(a);
     }
+    taken
+}
+
+/// Passes a live RNG's words through and keeps them for the log.
+struct Taped<'a, R> {
+    inner: &'a mut R,
+    tape: Vec<u32>,
+}
+
+impl<R: Rng> Rng for Taped<'_, R> {
+    fn next_u32(&mut self) -> u32 {
+        let w = self.inner.next_u32();
+        self.tape.push(w);
+        w
+    }
+}
+
+/// Records one node's calls as they happen: each [`Recorder::call`] feeds
+/// the node (see [`feed`]) and appends the entry, with the RNG words the
+/// call drew; [`Recorder::finish`] ends the log with the digest of every
+/// action the node emitted meanwhile, which a replay must reproduce.
+#[derive(Debug)]
+pub struct Recorder {
+    log: LogWriter,
+    digest: ActionDigest,
+}
+
+impl Recorder {
+    /// A log of the node `header` describes; record from its first call on.
+    pub fn new(header: &Header) -> Result<Self, LogError> {
+        Ok(Recorder { log: LogWriter::new(header)?, digest: ActionDigest::default() })
+    }
+
+    /// Makes the call `entry` names on `node`, drawing from `rng` (its words
+    /// replace whatever `draws` the entry holds), and logs it. Returns the
+    /// batch taken for a `SubmitBatch`, as [`feed`] does.
+    pub fn call<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize>(
+        &mut self,
+        node: &mut Node<C, N, D, G, B>,
+        entry: Entry<'_>,
+        rng: &mut impl Rng,
+        out: &mut impl FnMut(&Action),
+    ) -> Result<Option<Vec<u8>>, LogError> {
+        let mut taped = Taped { inner: rng, tape: Vec::new() };
+        let batch = feed(node, self.log.entries(), &entry, &mut taped, &mut self.digest, out);
+        let entry = match entry {
+            Entry::Timers { now, .. } => Entry::Timers { now, draws: taped.tape },
+            Entry::TimeSync { now, source, .. } => Entry::TimeSync { now, source, draws: taped.tape },
+            e => e,
+        };
+        self.log.push(&entry)?;
+        Ok(batch)
+    }
+
+    /// Calls logged so far.
+    pub fn entries(&self) -> u64 {
+        self.log.entries()
+    }
+
+    /// Actions the node emitted so far.
+    pub fn actions(&self) -> u64 {
+        self.digest.actions()
+    }
+
+    /// The log, ended with the action count and digest.
+    pub fn finish(self) -> Result<Vec<u8>, LogError> {
+        let (actions, digest) = (self.digest.actions(), self.digest.snapshot());
+        self.log.finish(actions, Some(digest))
+    }
 }
 
 /// Entries by kind.
@@ -310,6 +423,9 @@ pub struct EntryCounts {
     pub readings: u64,
     /// `Timers`.
     pub timers: u64,
+    /// Every other call (uplinks, downlinks, batches, time syncs, queries,
+    /// registrations).
+    pub other: u64,
     /// Random words replayed.
     pub draws: u64,
 }
@@ -345,8 +461,8 @@ impl core::fmt::Display for Report {
         let (e, c) = (&self.entries, &self.counts);
         writeln!(
             f,
-            "replay node {}: {} frames, {} readings, {} timer runs ({} rng words)",
-            self.node, e.frames, e.readings, e.timers, e.draws
+            "replay node {}: {} frames, {} readings, {} timer runs ({} rng words), {} other calls",
+            self.node, e.frames, e.readings, e.timers, e.draws, e.other
         )?;
         writeln!(
             f,
@@ -375,25 +491,41 @@ impl core::fmt::Display for Verdict<'_> {
     }
 }
 
-/// Replays `log` into a fresh [`ReplayNode`]. `checkpoint(entries, digest)`
-/// is called every [`CHECKPOINT_EVERY`] entries with the running digest.
-pub fn replay(log: &[u8], mut checkpoint: impl FnMut(u64, &[u8; 32])) -> Result<Report, ReplayError> {
-    let mut reader = LogReader::open(log)?;
-    let mut node = reader.header().build_node()?;
+/// Replays `log` into a fresh node with the header's capacities.
+/// `checkpoint(entries, digest)` is called every [`CHECKPOINT_EVERY`]
+/// entries with the running digest.
+pub fn replay(log: &[u8], checkpoint: impl FnMut(u64, &[u8; 32])) -> Result<Report, ReplayError> {
+    let reader = LogReader::open(log)?;
+    match reader.header().capacities {
+        Capacities::SMALL => replay_into::<8, 512, 16, 64>(reader, checkpoint),
+        Capacities::NANO => replay_into::<
+            { krill_core::types::MAX_NEIGHBORS },
+            { krill_core::types::MAX_DAG_ENTRIES },
+            { krill_core::guards::GUARD_DEVICES },
+            { krill_core::guards::RATE_BUCKETS },
+        >(reader, checkpoint),
+        Capacities::DUST => replay_into::<1, { krill_core::types::MAX_DAG_ENTRIES_DUST }, 2, 8>(reader, checkpoint),
+        other => Err(ReplayError::Capacities(other)),
+    }
+}
+
+fn replay_into<const N: usize, const D: usize, const G: usize, const B: usize>(
+    mut reader: LogReader<'_>,
+    mut checkpoint: impl FnMut(u64, &[u8; 32]),
+) -> Result<Report, ReplayError> {
+    let mut node = reader.header().build_node::<N, D, G, B>()?;
     let mut digest = ActionDigest::default();
     let mut counts = EntryCounts::default();
     let mut index = 0u64;
     for entry in &mut reader {
         let entry = entry?;
-        let mut draws = Draws { words: &[], used: 0, overrun: false };
+        let words = entry.draws().unwrap_or(&[]);
+        counts.draws += words.len() as u64;
+        let mut draws = Draws { words, used: 0, overrun: false };
         match &entry {
             Entry::Frame { .. } => counts.frames += 1,
             Entry::Reading { .. } => counts.readings += 1,
-            Entry::Timers { draws: w, .. } => {
-                counts.timers += 1;
-                counts.draws += w.len() as u64;
-                draws.words = w;
-            }
+            Entry::Timers { .. } => counts.timers += 1,
             Entry::End { actions, digest: d } => {
                 return Ok(Report {
                     node: node.id(),
@@ -404,6 +536,7 @@ pub fn replay(log: &[u8], mut checkpoint: impl FnMut(u64, &[u8; 32])) -> Result<
                     recorded: (*actions, *d),
                 });
             }
+            _ => counts.other += 1,
         }
         feed(&mut *node, index, &entry, &mut draws, &mut digest, &mut |_| {});
         if draws.overrun {

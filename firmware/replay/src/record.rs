@@ -2,8 +2,10 @@
 //! core, wired like `core/tests/node.rs`'s `Mesh`: every node a
 //! [`ReplayNode`] with modeled crypto, one shared LCG, broadcasts delivered
 //! to every other node until the mesh is idle, then on to the earliest
-//! deadline. One node's calls are written to the log as they happen. This
-//! stands in for the simulator until it can write the same format.
+//! deadline. One node's calls are written to the log as they happen. The
+//! simulator records real scenarios (`krill run --record`); this small,
+//! self-contained run is what the image embeds when it is built without a
+//! simulator log, and what this crate's own tests record.
 //!
 //! The default run ([`MeshSpec::default`]): six Nanos with short neonatal
 //! periods, node 5 starts reporting 60 °C at 150 s (a spiking attacker, so
@@ -13,7 +15,8 @@
 //! with its last byte flipped (bad signature).
 
 use crate::{
-    feed, ActionDigest, ConfigSpec, CryptoSpec, Entry, Header, LogError, LogWriter, ReplayError, ReplayNode, Time,
+    feed, ActionDigest, Capacities, ConfigSpec, CryptoSpec, Entry, Header, LogError, Recorder, ReplayError, ReplayNode,
+    Time,
 };
 use krill_core::crypto::{Identity, Seed};
 use krill_core::node::{Action, NodeConfig, Now, Rng};
@@ -91,20 +94,6 @@ impl Rng for Lcg {
     }
 }
 
-/// Passes words through and keeps them for the log.
-struct Taped<'a> {
-    inner: &'a mut Lcg,
-    tape: Vec<u32>,
-}
-
-impl Rng for Taped<'_> {
-    fn next_u32(&mut self) -> u32 {
-        let w = self.inner.next_u32();
-        self.tape.push(w);
-        w
-    }
-}
-
 fn now_at(ms: u64) -> Now {
     Now::new(ms, UNIX0 + (ms / 1000) as u32)
 }
@@ -136,8 +125,7 @@ struct Mesh {
     nodes: Vec<Box<ReplayNode>>,
     now_ms: u64,
     rng: Lcg,
-    log: LogWriter,
-    digest: ActionDigest,
+    log: Recorder,
     scratch: ActionDigest,
     delivered: u64,
 }
@@ -158,14 +146,7 @@ impl Mesh {
             feed(&mut *self.nodes[i], 0, &entry, &mut self.rng, &mut self.scratch, &mut out);
             return Ok(());
         }
-        let index = self.log.entries();
-        let mut taped = Taped { inner: &mut self.rng, tape: Vec::new() };
-        feed(&mut *self.nodes[i], index, &entry, &mut taped, &mut self.digest, &mut out);
-        let entry = match entry {
-            Entry::Timers { now, .. } => Entry::Timers { now, draws: taped.tape },
-            e => e,
-        };
-        self.log.push(&entry)
+        self.log.call(&mut *self.nodes[i], entry, &mut self.rng, &mut out).map(drop)
     }
 
     fn deliver(
@@ -243,14 +224,14 @@ pub fn record(spec: MeshSpec) -> Result<Vec<u8>, RecordError> {
     if spec.recorded >= spec.nodes || spec.spiker.is_some_and(|s| s >= spec.nodes) {
         return Err(RecordError::Spec("a node index is outside the mesh"));
     }
-    if spec.nodes > crate::CAPACITIES.neighbors as usize + 1 {
+    if spec.nodes > Capacities::SMALL.neighbors as usize + 1 {
         return Err(RecordError::Spec("more peers than a key table holds"));
     }
     let crypto = CryptoSpec::Modeled { authority: spec.authority };
     let config = ConfigSpec::of(&fast_config())?;
     let keys: Vec<[u8; 32]> = (0..spec.nodes).map(|i| Identity::from_seed(&Seed(seed_of(i))).public_key().0).collect();
     let header = |i: usize| Header {
-        capacities: crate::CAPACITIES,
+        capacities: Capacities::SMALL,
         crypto,
         identity_seed: seed_of(i),
         peers: keys.iter().enumerate().filter(|&(j, _)| j != i).map(|(_, k)| *k).collect(),
@@ -267,20 +248,18 @@ pub fn record(spec: MeshSpec) -> Result<Vec<u8>, RecordError> {
         nodes,
         now_ms: 0,
         rng: Lcg(spec.rng_seed),
-        log: LogWriter::new(&header(spec.recorded))?,
-        digest: ActionDigest::default(),
+        log: Recorder::new(&header(spec.recorded))?,
         scratch: ActionDigest::default(),
         delivered: 0,
     };
     mesh.run()?;
-    let (actions, digest) = (mesh.digest.actions(), mesh.digest.snapshot());
-    Ok(mesh.log.finish(actions, Some(digest))?)
+    Ok(mesh.log.finish()?)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{replay, LogReader};
+    use crate::{replay, LogReader, LogWriter};
 
     fn small() -> MeshSpec {
         MeshSpec { nodes: 4, spiker: Some(3), spike_from_ms: 90_000, until_ms: 150_000, ..MeshSpec::default() }
@@ -335,7 +314,7 @@ mod tests {
         let log = record(MeshSpec::default()).unwrap();
         assert!(log.len() < 200 * 1024, "{} bytes", log.len());
         let mut reader = LogReader::open(&log).unwrap();
-        let mut node = reader.header().build_node().unwrap();
+        let mut node = reader.header().build_node::<8, 512, 16, 64>().unwrap();
         let mut audits = Vec::new();
         for (i, e) in (&mut reader).enumerate() {
             let e = e.unwrap();
