@@ -598,6 +598,19 @@ impl Firmware for Attacker {
         self.clock.reanchor(now);
         self.inner.reboot(now)
     }
+    /// A selective relay drops its share of the frames its mesh relay
+    /// should pass on for others.
+    fn relays(&mut self, now: Now, frame: &[u8]) -> bool {
+        let s = self.clock.scenario_ms(now);
+        let drop = self.plays.iter().filter(|p| p.window.contains(s)).find_map(|p| match p.act {
+            Act::SelectiveRelay { drop_fraction } => Some(drop_fraction),
+            _ => None,
+        });
+        if drop.is_some_and(|p| self.rng.chance(p)) {
+            return false;
+        }
+        self.inner.relays(now, frame)
+    }
     fn corrupt_flash(&mut self, rng: &mut SimRng, bytes: u32) -> u32 {
         self.inner.corrupt_flash(rng, bytes)
     }

@@ -71,6 +71,11 @@ pub trait Firmware: Send {
     fn flash_stats(&self) -> Option<FlashStats> {
         None
     }
+    /// Whether it passes on `frame`, which its BLE Mesh relay would
+    /// rebroadcast (ES-12.2); an honest device always does.
+    fn relays(&mut self, _now: Now, _frame: &[u8]) -> bool {
+        true
+    }
     /// Starts recording every call into the node as a replay log (the
     /// format the QEMU image replays), from boot: `crypto` and
     /// `identity_seed` let a replayer rebuild the same keys.

@@ -59,6 +59,9 @@ pub const LORA_CHANNELS: u8 = 3;
 /// same pair (different band, antennas and heights).
 const LORA_SHADOW_SALT: u64 = 0x4C6F_5261_5368_6164;
 
+/// Most nodes [`Radio::within_hops`] returns.
+pub const WITHIN_HOPS_MAX: usize = 256;
+
 /// BLE 1M PHY: 8 µs per byte, plus preamble, access address, header and
 /// CRC (1 + 4 + 2 + 3 bytes).
 pub fn ble_airtime_us(payload_len: usize) -> u64 {
@@ -179,6 +182,32 @@ impl Radio {
     /// Links out of `from`, by receiver index.
     pub fn links(&self, from: u32) -> &[Link] {
         self.links.get(from as usize).map_or(&[], |v| v.as_slice())
+    }
+
+    /// Nodes two to `max_hops` link hops from `from`, nearest hops first
+    /// (then in link order), at most [`WITHIN_HOPS_MAX`]: whose frames a
+    /// relaying mesh can bring to `from`.
+    pub fn within_hops(&self, from: u32, max_hops: u32) -> Vec<u32> {
+        let mut seen = std::collections::BTreeSet::from([from]);
+        seen.extend(self.links(from).iter().map(|l| l.to));
+        let mut frontier: Vec<u32> = self.links(from).iter().map(|l| l.to).collect();
+        let mut found = Vec::new();
+        for _ in 1..max_hops {
+            let mut next = Vec::new();
+            for &u in &frontier {
+                for l in self.links(u) {
+                    if seen.insert(l.to) {
+                        next.push(l.to);
+                        found.push(l.to);
+                        if found.len() >= WITHIN_HOPS_MAX {
+                            return found;
+                        }
+                    }
+                }
+            }
+            frontier = next;
+        }
+        found
     }
 
     /// Path-loss exponent and 1 m reference in use.

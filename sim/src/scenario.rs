@@ -125,6 +125,9 @@ impl Rect {
     }
 }
 
+/// Largest `radio.relay_ttl`: ES-15.4's widest TTL (vaccines).
+pub const MAX_RELAY_TTL: u8 = 10;
+
 /// Radio parameters (ES-11.4, ES-12).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -148,7 +151,10 @@ pub struct RadioConfig {
     pub adv_jitter_us: u64,
     /// Model collisions on the three advertising channels.
     pub collisions: bool,
-    /// Relay hop limit for rebroadcast frames (0 = no relaying).
+    /// BLE Mesh relay TTL (ES-12.2, ES-15.4; the spec's default is 3):
+    /// Nano, gateway and Full nodes rebroadcast each new frame while
+    /// `relay_ttl − hops` > 0, so frames reach `relay_ttl + 1` radio hops.
+    /// 0 (the default here) turns relaying off.
     pub relay_ttl: u8,
     /// LoRa duty cycle, fraction (ES-12.4: 1 %).
     pub lora_duty_cycle: f64,
@@ -738,6 +744,12 @@ impl Scenario {
             if !v.is_finite() || v < 0.0 {
                 return Err(format!("`radio.{name}` is {v}: give a finite value ≥ 0"));
             }
+        }
+        if r.relay_ttl > MAX_RELAY_TTL {
+            return Err(format!(
+                "`radio.relay_ttl` is {}: give 0 (no relaying) up to {MAX_RELAY_TTL} (ES-15.4 uses 3, 10 for vaccines)",
+                r.relay_ttl
+            ));
         }
         if !(r.lora_duty_cycle > 0.0 && r.lora_duty_cycle <= 1.0) {
             return Err(format!("`radio.lora_duty_cycle` is {}: give a fraction in (0, 1]", r.lora_duty_cycle));

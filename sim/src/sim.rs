@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use krill_core::crypto::{Crypto, Identity, ModeledAuthority, RealCrypto, Seed};
+use krill_core::guards::RelayCache;
 use krill_core::lifecycle::{AnyState, OwnState, SubjectState};
 use krill_core::node::{Action, AuditEvent, DustLink, NodeConfig, Now, Role};
 use krill_core::types::PublicKey;
@@ -73,6 +74,10 @@ pub enum SimEvent {
         rssi: i8,
         /// The physical transmitter.
         from: u32,
+        /// BLE Mesh relay hops it took (0 = from its origin directly).
+        hops: u8,
+        /// Sent to every node in range (a unicast is not relayed).
+        broadcast: bool,
     },
     /// A LoRa uplink reaches a gateway.
     Uplink {
@@ -123,6 +128,8 @@ pub struct SimNode {
     ble_rx: ReceiverState,
     /// Recent LoRa uplinks heard (gateways; capture).
     lora_rx: ReceiverState,
+    /// Frames this node has sent or relayed (ES-12.2, ES-15.4).
+    relay_cache: RelayCache,
     /// What this node saw and did.
     pub log: NodeLog,
 }
@@ -156,6 +163,12 @@ pub struct NodeLog {
     pub lora_airtime_us: u64,
     /// BLE airtime used, µs.
     pub ble_airtime_us: u64,
+    /// Frames of other nodes relayed (BLE Mesh relay, ES-12.2).
+    pub relayed: u64,
+    /// Frames it should have relayed but its firmware declined to.
+    pub relay_refused: u64,
+    /// Copies its mesh layer dropped as already handled (relay cache).
+    pub mesh_duplicates: u64,
     /// Audit events kept, with their simulation time.
     pub audits: Vec<(Micros, AuditEvent)>,
     /// Subject lifecycle transitions: (time, subject, to).
@@ -317,10 +330,10 @@ impl SimModel {
             let a = std::mem::replace(&mut n.out[i], Action::PersistProfiles);
             i += 1;
             match a {
-                Action::Broadcast(f) => self.transmit(ctx, n, &f, None)?,
+                Action::Broadcast(f) => self.transmit(ctx, n, &f, None, 0)?,
                 Action::Unicast { dest, frame } => {
                     if let Some(&to) = self.by_id.get(&dest) {
-                        self.transmit(ctx, n, &frame, Some(to))?;
+                        self.transmit(ctx, n, &frame, Some(to), 0)?;
                     }
                 }
                 Action::ReadSensor { quantity } => {
@@ -372,17 +385,52 @@ impl SimModel {
         Ok(())
     }
 
+    /// BLE Mesh relay (ES-12.2, ES-15.4): a Nano, gateway or Full node
+    /// rebroadcasts a frame new to its relay cache (checked on reception)
+    /// while its TTL, `relay_ttl − hops`, is above 0, unless its firmware
+    /// declines (a selective-relay attacker). The frame goes out unchanged:
+    /// the relay is the transport's, the signature the origin's.
+    fn relay(
+        &self,
+        ctx: &mut Ctx<'_, SimEvent>,
+        n: &mut SimNode,
+        now: Now,
+        frame: &[u8],
+        hops: u8,
+    ) -> Result<(), EngineError> {
+        let ttl = self.radio.config().relay_ttl;
+        if ttl <= hops || krill_core::guards::relay::should_relay(ttl - hops).is_none() || n.fw.role() == Role::Dust {
+            return Ok(());
+        }
+        if !n.fw.relays(now, frame) {
+            n.log.relay_refused += 1;
+            return Ok(());
+        }
+        self.transmit(ctx, n, frame, None, hops + 1)
+    }
+
+    /// Puts `frame` on air: to every node in range, or only to `only`;
+    /// `hops` > 0 for a relayed copy.
     fn transmit(
         &self,
         ctx: &mut Ctx<'_, SimEvent>,
         n: &mut SimNode,
         frame: &[u8],
         only: Option<u32>,
+        hops: u8,
     ) -> Result<(), EngineError> {
         let me = ctx.node();
         let t = ctx.now();
-        if let Some(&ty) = frame.get(3) {
-            *n.log.sent.entry(ty).or_default() += 1;
+        if hops > 0 {
+            n.log.relayed += 1;
+        } else {
+            if let Some(&ty) = frame.get(3) {
+                *n.log.sent.entry(ty).or_default() += 1;
+            }
+            if self.radio.config().relay_ttl > 0 {
+                // Its own frames coming back over a relay are not relayed again.
+                n.relay_cache.check_and_insert(relay_key(frame));
+            }
         }
         n.log.ble_airtime_us += crate::radio::ble_airtime_us(frame.len());
         let bytes: Arc<[u8]> = Arc::from(frame);
@@ -396,7 +444,7 @@ impl SimModel {
                 continue;
             }
             if let Some(rssi) = self.radio.receive(link, frame.len(), &mut n.radio_rng) {
-                let ev = SimEvent::Frame { bytes: bytes.clone(), rssi, from: me };
+                let ev = SimEvent::Frame { bytes: bytes.clone(), rssi, from: me, hops, broadcast: only.is_none() };
                 ctx.schedule(t + lat, class::DELIVERY, link.to, ev)?;
             }
         }
@@ -456,7 +504,7 @@ impl Model for SimModel {
                 let now = node_now(n, t);
                 n.fw.handle_timers(now, &mut n.rng, &mut n.out);
             }
-            SimEvent::Frame { bytes, rssi, from } => {
+            SimEvent::Frame { bytes, rssi, from, hops, broadcast } => {
                 if !n.alive {
                     return Ok(());
                 }
@@ -464,15 +512,26 @@ impl Model for SimModel {
                     (n.log.ble_collisions, n.log.ble_deaf) = (n.ble_rx.collided, n.ble_rx.deaf);
                     return Ok(());
                 }
+                if self.radio.config().relay_ttl > 0 && !n.relay_cache.check_and_insert(relay_key(&bytes)) {
+                    // The mesh's network layer drops copies it has already
+                    // handled (or sent) before the firmware sees them.
+                    n.log.mesh_duplicates += 1;
+                    return Ok(());
+                }
                 n.log.received += 1;
-                let honest = !self.info[from as usize].attacker;
+                // Delivery is counted on direct copies: a relayed copy of a
+                // frame already heard is a duplicate by design.
+                let honest = !self.info[from as usize].attacker && hops == 0;
                 let now = node_now(n, t);
-                n.fw.handle_frame(now, &bytes, rssi, 0, &mut n.out);
+                n.fw.handle_frame(now, &bytes, rssi, hops, &mut n.out);
                 if honest {
                     n.log.honest_received += 1;
                     if n.out.iter().any(|a| matches!(a, Action::Audit(AuditEvent::Dropped { .. }))) {
                         n.log.honest_dropped += 1;
                     }
+                }
+                if broadcast {
+                    self.relay(ctx, n, now, &bytes, hops)?;
                 }
             }
             SimEvent::Uplink { bytes, rssi_dbm, channel } => {
@@ -833,6 +892,7 @@ impl Simulation {
                 lora_free_at: 0,
                 ble_rx: ReceiverState::ble(),
                 lora_rx: ReceiverState::lora(),
+                relay_cache: RelayCache::new(),
             });
         }
         // Keys: every node knows the keys of the nodes it can hear (its
@@ -845,6 +905,10 @@ impl Simulation {
             links.sort_by(|a, b| b.mean_rssi.total_cmp(&a.mean_rssi).then(a.to.cmp(&b.to)));
             let mut heard: Vec<u32> = fulls.iter().chain(&gateways).copied().collect();
             heard.extend(links.iter().map(|l| l.to));
+            if s.radio.relay_ttl > 0 {
+                // Relayed frames come from up to relay_ttl + 1 radio hops away.
+                heard.extend(radio.within_hops(i as u32, u32::from(s.radio.relay_ttl) + 1));
+            }
             let mut seen = std::collections::BTreeSet::new();
             for j in heard {
                 if j as usize != i && seen.insert(j) {
@@ -1000,6 +1064,13 @@ impl SimNode {
     pub fn clock_error_us(&self, t: Micros) -> i64 {
         self.clock_offset_us + (t as f64 * self.drift_ppm * 1e-6) as i64
     }
+}
+
+/// A frame's relay-cache key: the first 4 bytes of its BLAKE2s (ES-15.4;
+/// relays do not change the frame, so the whole frame can be hashed).
+fn relay_key(frame: &[u8]) -> [u8; 4] {
+    let h = krill_core::crypto::blake2s256(frame);
+    [h[0], h[1], h[2], h[3]]
 }
 
 fn seed_bytes(seed: u64, index: u64) -> [u8; 32] {

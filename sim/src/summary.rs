@@ -49,6 +49,9 @@ pub struct RunSummary {
     /// Frames the radio lost to other frames (`radio.collisions: true`).
     #[serde(default)]
     pub collisions: Collisions,
+    /// Relaying; absent (and out of the hash) when no node relayed.
+    #[serde(default, skip_serializing_if = "Relaying::is_none")]
+    pub relaying: Relaying,
     /// Frames from honest transmitters delivered to honest nodes.
     pub honest_received: u64,
     /// Of those, dropped by the receiver.
@@ -63,7 +66,6 @@ pub struct RunSummary {
     pub events: u64,
 }
 
-/// What the mesh did about one attacker.
 /// Receptions lost to the collision model, summed over receivers.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Collisions {
@@ -75,6 +77,24 @@ pub struct Collisions {
     pub lora_overlap: u64,
 }
 
+/// BLE Mesh relaying (`radio.relay_ttl` > 0), summed over nodes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Relaying {
+    /// Frames rebroadcast for other nodes.
+    pub relayed: u64,
+    /// Frames a relay should have passed on but its firmware dropped.
+    pub refused: u64,
+    /// Copies receivers' mesh layers dropped as already handled.
+    pub mesh_duplicates: u64,
+}
+
+impl Relaying {
+    fn is_none(&self) -> bool {
+        *self == Relaying::default()
+    }
+}
+
+/// What the mesh did about one attacker.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AttackerReport {
     /// The attacking node.
@@ -361,6 +381,7 @@ impl RunSummary {
         let mut drops = BTreeMap::new();
         let (mut duty, mut hr, mut hd, mut reboots) = (0, 0, 0, 0);
         let mut collisions = Collisions::default();
+        let mut relaying = Relaying::default();
         for (i, n) in sim.nodes().iter().enumerate() {
             let l = n.log();
             for (&ty, &c) in &l.sent {
@@ -373,6 +394,9 @@ impl RunSummary {
             collisions.ble_overlap += l.ble_collisions;
             collisions.ble_deaf += l.ble_deaf;
             collisions.lora_overlap += l.lora_collisions;
+            relaying.relayed += l.relayed;
+            relaying.refused += l.relay_refused;
+            relaying.mesh_duplicates += l.mesh_duplicates;
             reboots += l.reboots.len() as u64;
             let inf = &info[i];
             if inf.attacker {
@@ -424,6 +448,7 @@ impl RunSummary {
             drops,
             duty_cycle_blocked: duty,
             collisions,
+            relaying,
             honest_received: hr,
             honest_dropped: hd,
             honest_delivery: (hr > 0).then(|| 1.0 - hd as f64 / hr as f64),
@@ -516,6 +541,14 @@ impl RunSummary {
         let _ = writeln!(o, "drops: {}", if self.drops.is_empty() { "none".into() } else { kv(&self.drops) });
         if self.duty_cycle_blocked > 0 {
             let _ = writeln!(o, "LoRa uplinks refused by the duty cycle: {}", self.duty_cycle_blocked);
+        }
+        if !self.relaying.is_none() {
+            let r = &self.relaying;
+            let _ = writeln!(
+                o,
+                "frames relayed: {} ({} refused by selective relays); copies dropped by the mesh layer: {}",
+                r.relayed, r.refused, r.mesh_duplicates
+            );
         }
         let c = &self.collisions;
         if c.ble_overlap + c.ble_deaf + c.lora_overlap > 0 {
