@@ -12,9 +12,10 @@
 use std::collections::VecDeque;
 
 use crate::rng::{Purpose, SimRng};
-use crate::scenario::RadioConfig;
+use crate::scenario::{BleAdv, RadioConfig};
 use crate::world::World;
 use krill_core::distance::RssiCalibration;
+use krill_core::guards::segment::{SegLayout, SEG_HEADER_V2};
 
 /// A directed link with its mean received power.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -66,6 +67,23 @@ pub const WITHIN_HOPS_MAX: usize = 256;
 /// CRC (1 + 4 + 2 + 3 bytes).
 pub fn ble_airtime_us(payload_len: usize) -> u64 {
     (payload_len as u64 + 10) * 8
+}
+
+/// Bytes of a legacy advertising PDU around a segment: header and length
+/// (2) and AdvA (6).
+const LEGACY_PDU_OVERHEAD: usize = 2 + 6;
+/// Radio turnaround between two back-to-back advertising PDUs, µs (the
+/// nRF52840's ramp-up, ~140 µs).
+const LEGACY_TURNAROUND_US: u64 = 150;
+/// The segment layout the nRF52840 bearer uses.
+const LEGACY_LAYOUT: SegLayout = SegLayout::V2 { sender_short: 0 };
+
+/// The advertising PDUs of a `len`-byte frame in legacy mode: each
+/// segment's on-air payload length (one per segment, channels not counted).
+pub fn legacy_pdus(len: usize) -> impl Iterator<Item = usize> {
+    let per = LEGACY_LAYOUT.payload_len();
+    let n = LEGACY_LAYOUT.segments_for(len).max(1);
+    (0..n).map(move |i| LEGACY_PDU_OVERHEAD + SEG_HEADER_V2 + per.min(len.saturating_sub(i * per)))
 }
 
 /// LoRa airtime of `payload_len` bytes at SF12, 125 kHz, CR 4/5, explicit
@@ -215,6 +233,37 @@ impl Radio {
         (self.exponent, self.ref_1m)
     }
 
+    /// One frame over `link`: its RSSI, or `None` if it is lost. Extended
+    /// advertising is one packet ([`Radio::receive`]); legacy advertising
+    /// needs every segment, each faded and error-checked on its own (the
+    /// RSSI reported is the last segment's, as the reassembler reports it).
+    pub fn receive_frame(&self, link: &Link, len: usize, rng: &mut SimRng) -> Option<i8> {
+        match self.cfg.ble_adv {
+            BleAdv::Extended => self.receive(link, len, rng),
+            BleAdv::Legacy => {
+                let mut rssi = None;
+                for pdu in legacy_pdus(len) {
+                    rssi = Some(self.receive(link, pdu, rng)?);
+                }
+                rssi
+            }
+        }
+    }
+
+    /// Airtime of a `len`-byte frame from first bit to last, µs: one packet,
+    /// or in legacy mode every segment on three channels back to back.
+    pub fn frame_airtime_us(&self, len: usize) -> u64 {
+        match self.cfg.ble_adv {
+            BleAdv::Extended => ble_airtime_us(len),
+            BleAdv::Legacy => legacy_pdus(len).map(|p| 3 * (ble_airtime_us(p) + LEGACY_TURNAROUND_US)).sum(),
+        }
+    }
+
+    /// A scanner for this radio's frames (collisions).
+    pub fn ble_receiver(&self) -> ReceiverState {
+        ReceiverState::new(self.frame_airtime_us(BLE_MAX_FRAME))
+    }
+
     /// One packet over `link`: its RSSI, or `None` if it is lost (below
     /// sensitivity or a bit error), drawing fading from the sender's stream.
     pub fn receive(&self, link: &Link, len: usize, rng: &mut SimRng) -> Option<i8> {
@@ -232,7 +281,7 @@ impl Radio {
     /// Latency of a BLE frame of `len` bytes: stack latency, advertising
     /// jitter and airtime.
     pub fn ble_latency_us(&self, len: usize, rng: &mut SimRng) -> u64 {
-        self.cfg.stack_latency_us + rng.below(self.cfg.adv_jitter_us + 1) + ble_airtime_us(len)
+        self.cfg.stack_latency_us + rng.below(self.cfg.adv_jitter_us + 1) + self.frame_airtime_us(len)
     }
 
     /// The smallest latency of any link: the engine's lookahead.
@@ -240,7 +289,18 @@ impl Radio {
         self.cfg.stack_latency_us
     }
 
-    /// Probability that one frame of `len` bytes crosses `link`: the fading
+    /// Probability that a frame of `len` bytes crosses `link` with this
+    /// radio's bearer: [`Radio::delivery_probability`] for extended
+    /// advertising, the product over its segments for legacy (what
+    /// [`Radio::receive_frame`] draws from).
+    pub fn frame_delivery_probability(&self, link: &Link, len: usize) -> f64 {
+        match self.cfg.ble_adv {
+            BleAdv::Extended => self.delivery_probability(link, len),
+            BleAdv::Legacy => legacy_pdus(len).map(|p| self.delivery_probability(link, p)).product(),
+        }
+    }
+
+    /// Probability that one packet of `len` bytes crosses `link`: the fading
     /// distribution integrated against the sensitivity floor and the packet
     /// error rate (what [`Radio::receive`] draws from), by quadrature.
     pub fn delivery_probability(&self, link: &Link, len: usize) -> f64 {
@@ -437,11 +497,12 @@ impl ReceiverState {
         }
     }
 
-    /// A BLE frame of `len` bytes delivered to `receiver` at `now_us` at
-    /// `rssi`: its airtime ends now, and it is heard on the channel the
-    /// receiver scans when it starts.
-    pub fn admit_ble(&mut self, receiver: u32, now_us: u64, len: usize, rssi: i8) -> bool {
-        let start = now_us.saturating_sub(ble_airtime_us(len));
+    /// A BLE frame with `airtime_us` delivered to `receiver` at `now_us`
+    /// at `rssi`: its airtime ends now, and it is heard on the channel the
+    /// receiver scans when it starts (a legacy frame's segments count as one
+    /// interval on that channel).
+    pub fn admit_ble(&mut self, receiver: u32, now_us: u64, airtime_us: u64, rssi: i8) -> bool {
+        let start = now_us.saturating_sub(airtime_us);
         self.admit(start, now_us, scan_channel(receiver, start), f32::from(rssi))
     }
 
@@ -582,6 +643,38 @@ mod tests {
             let p = r.delivery_probability(l, 90);
             let n = 4000;
             let got = (0..n).filter(|_| r.receive(l, 90, &mut rng).is_some()).count() as f64 / n as f64;
+            assert!((p - got).abs() < 0.03, "{} m: analytic {p} vs drawn {got}", l.distance_m);
+        }
+    }
+
+    #[test]
+    fn legacy_frames_are_cut_into_the_nrf_bearers_segments() {
+        // 25 frame bytes per segment behind a 6-byte v2 header and the 8-byte
+        // PDU header + AdvA: a 90-byte TRACE_DEPOSIT is 4 PDUs.
+        assert_eq!(legacy_pdus(90).collect::<Vec<_>>(), vec![39, 39, 39, 29]);
+        assert_eq!(legacy_pdus(25).collect::<Vec<_>>(), vec![39]);
+        assert_eq!(legacy_pdus(26).collect::<Vec<_>>(), vec![39, 15]);
+        let ext = line(2, 1.5, &RadioConfig::default());
+        let leg = line(2, 1.5, &RadioConfig { ble_adv: BleAdv::Legacy, ..RadioConfig::default() });
+        assert_eq!(ext.frame_airtime_us(90), ble_airtime_us(90));
+        // 3 channels × (39 or 29 bytes + 10 on air, 8 µs a byte, + turnaround).
+        assert_eq!(leg.frame_airtime_us(90), 3 * (3 * (49 * 8 + 150) + (39 * 8 + 150)));
+        assert!(leg.ble_receiver().horizon_us > ReceiverState::ble().horizon_us);
+    }
+
+    #[test]
+    fn a_legacy_frame_needs_every_segment() {
+        let cfg = RadioConfig { shadowing_sd_db: 0.0, ble_adv: BleAdv::Legacy, ..RadioConfig::default() };
+        let leg = line(40, 1.5, &cfg);
+        let ext = line(40, 1.5, &RadioConfig { ble_adv: BleAdv::Extended, ..cfg.clone() });
+        let mut rng = SimRng::stream(6, Purpose::Radio, 0);
+        for (l, e) in leg.links(0).iter().zip(ext.links(0)) {
+            let p = leg.frame_delivery_probability(l, 90);
+            let single: f64 = legacy_pdus(90).map(|n| leg.delivery_probability(l, n)).product();
+            assert!((p - single).abs() < 1e-12);
+            assert!(p <= ext.frame_delivery_probability(e, 90) + 1e-9, "{} m", l.distance_m);
+            let n = 4000;
+            let got = (0..n).filter(|_| leg.receive_frame(l, 90, &mut rng).is_some()).count() as f64 / n as f64;
             assert!((p - got).abs() < 0.03, "{} m: analytic {p} vs drawn {got}", l.distance_m);
         }
     }

@@ -125,6 +125,18 @@ impl Rect {
     }
 }
 
+/// How a BLE frame goes on air (ES-12.2).
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub enum BleAdv {
+    /// BT 5 extended advertising: the whole frame in one packet.
+    #[default]
+    Extended,
+    /// Legacy advertising: 31-byte segments (v2 headers, 25 frame bytes
+    /// each), every segment on all three advertising channels; a receiver
+    /// scanning one channel needs every segment to reassemble the frame.
+    Legacy,
+}
+
 /// Largest `radio.relay_ttl`: ES-15.4's widest TTL (vaccines).
 pub const MAX_RELAY_TTL: u8 = 10;
 
@@ -151,6 +163,9 @@ pub struct RadioConfig {
     pub adv_jitter_us: u64,
     /// Model collisions on the three advertising channels.
     pub collisions: bool,
+    /// BLE bearer: extended advertising (one packet per frame) or legacy
+    /// advertising with ES-12.2 segmentation (the nRF52840 image's bearer).
+    pub ble_adv: BleAdv,
     /// BLE Mesh relay TTL (ES-12.2, ES-15.4; the spec's default is 3):
     /// Nano, gateway and Full nodes rebroadcast each new frame while
     /// `relay_ttl − hops` > 0, so frames reach `relay_ttl + 1` radio hops.
@@ -174,6 +189,7 @@ impl Default for RadioConfig {
             stack_latency_us: 2_000,
             adv_jitter_us: 10_000,
             collisions: false,
+            ble_adv: BleAdv::Extended,
             relay_ttl: 0,
             lora_duty_cycle: 0.01,
             lora_range_m: 2_000.0,

@@ -16,7 +16,7 @@ use krill_replay::CryptoSpec;
 
 use crate::engine::{Ctx, Engine, EngineError, EngineStats, Micros, Model};
 use crate::firmware::{BaselineFirmware, CoreFirmware, Firmware, RecordedLog};
-use crate::radio::{ble_airtime_us, lora_channel, lora_sf12_airtime_us, Radio, ReceiverState};
+use crate::radio::{lora_channel, lora_sf12_airtime_us, Radio, ReceiverState};
 use crate::rng::{Purpose, SimRng};
 use crate::scenario::{CryptoMode, FaultKind, Layout, NodeClass, Quantity, Scenario, Start};
 use crate::world::{Sensor, World};
@@ -432,18 +432,19 @@ impl SimModel {
                 n.relay_cache.check_and_insert(relay_key(frame));
             }
         }
-        n.log.ble_airtime_us += crate::radio::ble_airtime_us(frame.len());
+        let airtime = self.radio.frame_airtime_us(frame.len());
+        n.log.ble_airtime_us += airtime;
         let bytes: Arc<[u8]> = Arc::from(frame);
         let lat = self.radio.ble_latency_us(frame.len(), &mut n.radio_rng);
         if self.radio.config().collisions {
             // Half duplex: the node hears nothing while its frame is on air.
-            n.ble_rx.transmitting(t + lat - ble_airtime_us(frame.len()), t + lat);
+            n.ble_rx.transmitting(t + lat - airtime, t + lat);
         }
         for link in self.radio.links(me) {
             if only.is_some_and(|o| o != link.to) || self.partitioned(t, me, link.to) {
                 continue;
             }
-            if let Some(rssi) = self.radio.receive(link, frame.len(), &mut n.radio_rng) {
+            if let Some(rssi) = self.radio.receive_frame(link, frame.len(), &mut n.radio_rng) {
                 let ev = SimEvent::Frame { bytes: bytes.clone(), rssi, from: me, hops, broadcast: only.is_none() };
                 ctx.schedule(t + lat, class::DELIVERY, link.to, ev)?;
             }
@@ -508,7 +509,8 @@ impl Model for SimModel {
                 if !n.alive {
                     return Ok(());
                 }
-                if self.radio.config().collisions && !n.ble_rx.admit_ble(ctx.node(), t, bytes.len(), rssi) {
+                let airtime = self.radio.frame_airtime_us(bytes.len());
+                if self.radio.config().collisions && !n.ble_rx.admit_ble(ctx.node(), t, airtime, rssi) {
                     (n.log.ble_collisions, n.log.ble_deaf) = (n.ble_rx.collided, n.ble_rx.deaf);
                     return Ok(());
                 }
@@ -890,7 +892,7 @@ impl Simulation {
                 out: Vec::new(),
                 log: NodeLog::default(),
                 lora_free_at: 0,
-                ble_rx: ReceiverState::ble(),
+                ble_rx: radio.ble_receiver(),
                 lora_rx: ReceiverState::lora(),
                 relay_cache: RelayCache::new(),
             });
