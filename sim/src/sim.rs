@@ -3,7 +3,7 @@
 //! faults and samples are events. A run is a pure function of (scenario,
 //! seed, firmware kind, code): the thread count changes only the speed.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
 use krill_core::crypto::{Crypto, Identity, ModeledAuthority, RealCrypto, Seed};
@@ -34,6 +34,26 @@ pub type SimDust<C> = CoreFirmware<C, 1, { krill_core::types::MAX_DAG_ENTRIES_DU
 
 /// Unix time at simulation start (the start of warm-up), s.
 pub const UNIX0: u32 = 1_750_000_000;
+/// LoRaWAN Class A: RX1 opens 1 s after an uplink ends, RX2 after 2 s.
+const RX1_DELAY_US: Micros = 1_000_000;
+const RX2_DELAY_US: Micros = 2_000_000;
+/// How long a window stays open for a preamble to start, µs (SF12 symbols
+/// are 32.8 ms; a receiver waits a few of them).
+const RX_WINDOW_US: Micros = 200_000;
+
+/// When a Class A Dust node listens after an uplink that ended at `end`:
+/// from RX1 to the end of RX2.
+fn rx_window_after(end: Micros) -> (Micros, Micros) {
+    (end + RX1_DELAY_US, end + RX2_DELAY_US + RX_WINDOW_US)
+}
+
+/// Whether a downlink that went on air at `start` finds the receiver open.
+fn hears_downlink(window: Option<(Micros, Micros)>, start: Micros) -> bool {
+    window.is_some_and(|(open, close)| (open..=close).contains(&start))
+}
+/// Downlinks a gateway holds per Dust node; older ones are dropped.
+const DOWNLINK_QUEUE: usize = 4;
+
 /// Latency of a Nano→Full TCP batch upload, µs.
 const BATCH_LATENCY_US: u64 = 50_000;
 /// Largest boot stagger, µs: nodes do not power on in the same instant.
@@ -87,6 +107,14 @@ pub enum SimEvent {
         rssi_dbm: f32,
         /// EU868 channel of the uplink.
         channel: u8,
+        /// The transmitting node.
+        from: u32,
+    },
+    /// A gateway's RX1 slot for `dust` (1 s after its uplink ended): the
+    /// oldest downlink queued for it goes out now.
+    DownlinkSlot {
+        /// The Dust node's index.
+        dust: u32,
     },
     /// A TraceBatch reaches a Full node.
     Batch {
@@ -130,6 +158,13 @@ pub struct SimNode {
     lora_rx: ReceiverState,
     /// Frames this node has sent or relayed (ES-12.2, ES-15.4).
     relay_cache: RelayCache,
+    /// Dust: when its receiver is open for a downlink (after its last
+    /// uplink, RX1 to the end of RX2), µs.
+    rx_window: Option<(Micros, Micros)>,
+    /// Gateway: downlinks waiting for an RX1 slot of their Dust node.
+    downlinks: BTreeMap<u32, VecDeque<Arc<[u8]>>>,
+    /// Gateway: when each Dust node's last uplink it heard ended, µs.
+    uplink_ended: BTreeMap<u32, Micros>,
     /// What this node saw and did.
     pub log: NodeLog,
 }
@@ -169,6 +204,12 @@ pub struct NodeLog {
     pub relay_refused: u64,
     /// Copies its mesh layer dropped as already handled (relay cache).
     pub mesh_duplicates: u64,
+    /// Gateway: downlinks queued for a Dust node's next RX window.
+    pub downlinks_queued: u64,
+    /// Gateway: downlinks dropped because the node's queue was full.
+    pub downlinks_dropped: u64,
+    /// Dust: downlinks that arrived while its receiver was off.
+    pub downlinks_missed: u64,
     /// Audit events kept, with their simulation time.
     pub audits: Vec<(Micros, AuditEvent)>,
     /// Subject lifecycle transitions: (time, subject, to).
@@ -288,7 +329,8 @@ impl SimModel {
     /// One LoRa transmission at SF12 (counted under `kind` in
     /// `NodeLog::sent`) to each of `receivers` it reaches: refused while the
     /// sender's ES-12.4 1 % duty-cycle off-time runs, otherwise one channel
-    /// draw and a link budget with per-packet fading per receiver.
+    /// draw and a link budget with per-packet fading per receiver. Returns
+    /// whether it went on air.
     fn lora_transmit(
         &self,
         ctx: &mut Ctx<'_, SimEvent>,
@@ -296,11 +338,11 @@ impl SimModel {
         frame: &[u8],
         kind: u8,
         receivers: &[u32],
-    ) -> Result<(), EngineError> {
+    ) -> Result<bool, EngineError> {
         let (me, t) = (ctx.node(), ctx.now());
         if t < n.lora_free_at {
             n.log.duty_cycle_blocked += 1;
-            return Ok(());
+            return Ok(false);
         }
         let air = lora_sf12_airtime_us(frame.len());
         n.log.lora_airtime_us += air;
@@ -314,11 +356,11 @@ impl SimModel {
                 continue;
             }
             if let Some(rx) = self.radio.lora_receive(me, r, &mut n.radio_rng) {
-                let ev = SimEvent::Uplink { bytes: bytes.clone(), rssi_dbm: rx.rssi_dbm, channel };
+                let ev = SimEvent::Uplink { bytes: bytes.clone(), rssi_dbm: rx.rssi_dbm, channel, from: me };
                 ctx.schedule(t + lat, class::DELIVERY, r, ev)?;
             }
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Carries out the actions in `n.out` (and those they cause).
@@ -350,12 +392,31 @@ impl SimModel {
                     n.clock_offset_us += offset_ms * 1_000;
                     n.log.clock_corrections_us.push((t, offset_ms * 1_000));
                 }
-                Action::LoraUplink(f) => self.lora_transmit(ctx, n, &f, 0xD0, &self.gateways)?,
+                Action::LoraUplink(f) => {
+                    if self.lora_transmit(ctx, n, &f, 0xD0, &self.gateways)? {
+                        // Class A: the receiver opens for RX1 and RX2 after
+                        // the uplink, then sleeps again.
+                        n.rx_window = Some(rx_window_after(t + lora_sf12_airtime_us(f.len())));
+                    }
+                }
                 Action::LoraDownlink { dest, frame } => {
-                    // The gateway's radio keeps the 1 % duty cycle too
-                    // (ES-12.4); the Dust node hears it as a LoRa frame.
+                    // A sleeping Dust node hears nothing: the downlink goes
+                    // out in the RX1 slot of the uplink it answers, or else
+                    // after the node's next uplink (Class A).
                     if let Some(&to) = self.by_id.get(&dest) {
-                        self.lora_transmit(ctx, n, &frame, 0xD1, &[to])?;
+                        let q = n.downlinks.entry(to).or_default();
+                        if q.len() >= DOWNLINK_QUEUE {
+                            q.pop_front();
+                            n.log.downlinks_dropped += 1;
+                        }
+                        q.push_back(Arc::from(&frame[..]));
+                        n.log.downlinks_queued += 1;
+                        if let Some(&end) = n.uplink_ended.get(&to) {
+                            let slot = end + RX1_DELAY_US;
+                            if slot >= t && slot <= self.end_us {
+                                ctx.schedule(slot, class::WAKE, me, SimEvent::DownlinkSlot { dust: to })?;
+                            }
+                        }
                     }
                 }
                 Action::SubmitBatch { len, .. } => {
@@ -536,17 +597,40 @@ impl Model for SimModel {
                     self.relay(ctx, n, now, &bytes, hops)?;
                 }
             }
-            SimEvent::Uplink { bytes, rssi_dbm, channel } => {
+            SimEvent::Uplink { bytes, rssi_dbm, channel, from } => {
                 if !n.alive {
                     return Ok(());
                 }
                 let start = t.saturating_sub(lora_sf12_airtime_us(bytes.len()));
+                if self.info[ctx.node() as usize].class == NodeClass::Dust {
+                    let on_air = start.saturating_sub(self.radio.min_latency_us());
+                    if !hears_downlink(n.rx_window, on_air) {
+                        n.log.downlinks_missed += 1;
+                        return Ok(());
+                    }
+                }
                 if self.radio.config().collisions && !n.lora_rx.admit(start, t, channel, rssi_dbm) {
                     n.log.lora_collisions += 1;
                     return Ok(());
                 }
                 let now = node_now(n, t);
                 n.fw.handle_uplink(now, &bytes, &mut n.out);
+                // The uplink ended `min_latency` ago at the Dust node.
+                let ended = t.saturating_sub(self.radio.min_latency_us());
+                n.uplink_ended.insert(from, ended);
+                if n.downlinks.get(&from).is_some_and(|q| !q.is_empty()) && ended + RX1_DELAY_US <= self.end_us {
+                    ctx.schedule(ended + RX1_DELAY_US, class::WAKE, ctx.node(), SimEvent::DownlinkSlot { dust: from })?;
+                }
+            }
+            SimEvent::DownlinkSlot { dust } => {
+                if !n.alive {
+                    return Ok(());
+                }
+                if let Some(frame) = n.downlinks.get_mut(&dust).and_then(|q| q.pop_front()) {
+                    // The gateway's radio keeps the 1 % duty cycle too
+                    // (ES-12.4); a refused downlink is lost.
+                    self.lora_transmit(ctx, n, &frame, 0xD1, &[dust])?;
+                }
             }
             SimEvent::Batch { bytes } => {
                 if !n.alive {
@@ -892,6 +976,9 @@ impl Simulation {
                 out: Vec::new(),
                 log: NodeLog::default(),
                 lora_free_at: 0,
+                rx_window: None,
+                downlinks: BTreeMap::new(),
+                uplink_ended: BTreeMap::new(),
                 ble_rx: radio.ble_receiver(),
                 lora_rx: ReceiverState::lora(),
                 relay_cache: RelayCache::new(),
@@ -1104,5 +1191,22 @@ impl<C: Crypto + Send + 'static> CryptoBox for C {
     }
     fn into_crypto(self: Box<Self>) -> Box<dyn crate::attack::DynCrypto> {
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_class_a_dust_node_hears_only_rx1_and_rx2_after_its_uplink() {
+        let end = 50_000_000;
+        let w = Some(rx_window_after(end));
+        // The gateway's RX1 slot, one second after the uplink ended.
+        assert!(hears_downlink(w, end + RX1_DELAY_US));
+        assert!(hears_downlink(w, end + RX2_DELAY_US));
+        assert!(!hears_downlink(w, end + RX1_DELAY_US - 1), "before RX1 the radio is still off");
+        assert!(!hears_downlink(w, end + RX2_DELAY_US + RX_WINDOW_US + 1), "after RX2 it sleeps");
+        assert!(!hears_downlink(None, end + RX1_DELAY_US), "no uplink, no window");
     }
 }

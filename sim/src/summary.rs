@@ -52,6 +52,9 @@ pub struct RunSummary {
     /// Relaying; absent (and out of the hash) when no node relayed.
     #[serde(default, skip_serializing_if = "Relaying::is_none")]
     pub relaying: Relaying,
+    /// Downlinks; absent (and out of the hash) when there were none.
+    #[serde(default, skip_serializing_if = "Downlinks::is_none")]
+    pub downlinks: Downlinks,
     /// Frames from honest transmitters delivered to honest nodes.
     pub honest_received: u64,
     /// Of those, dropped by the receiver.
@@ -91,6 +94,25 @@ pub struct Relaying {
 impl Relaying {
     fn is_none(&self) -> bool {
         *self == Relaying::default()
+    }
+}
+
+/// Gateway → Dust downlinks (LoRa Class A), summed over nodes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Downlinks {
+    /// Queued by gateways for a Dust node's next receive window.
+    pub queued: u64,
+    /// Put on air in an RX1 slot.
+    pub sent: u64,
+    /// Dropped from a full queue.
+    pub dropped: u64,
+    /// Arrived at a Dust node whose receiver was off.
+    pub missed: u64,
+}
+
+impl Downlinks {
+    fn is_none(&self) -> bool {
+        *self == Downlinks::default()
     }
 }
 
@@ -382,6 +404,7 @@ impl RunSummary {
         let (mut duty, mut hr, mut hd, mut reboots) = (0, 0, 0, 0);
         let mut collisions = Collisions::default();
         let mut relaying = Relaying::default();
+        let mut downlinks = Downlinks::default();
         for (i, n) in sim.nodes().iter().enumerate() {
             let l = n.log();
             for (&ty, &c) in &l.sent {
@@ -397,6 +420,10 @@ impl RunSummary {
             relaying.relayed += l.relayed;
             relaying.refused += l.relay_refused;
             relaying.mesh_duplicates += l.mesh_duplicates;
+            downlinks.queued += l.downlinks_queued;
+            downlinks.sent += l.sent.get(&0xD1).copied().unwrap_or(0);
+            downlinks.dropped += l.downlinks_dropped;
+            downlinks.missed += l.downlinks_missed;
             reboots += l.reboots.len() as u64;
             let inf = &info[i];
             if inf.attacker {
@@ -449,6 +476,7 @@ impl RunSummary {
             duty_cycle_blocked: duty,
             collisions,
             relaying,
+            downlinks,
             honest_received: hr,
             honest_dropped: hd,
             honest_delivery: (hr > 0).then(|| 1.0 - hd as f64 / hr as f64),
@@ -541,6 +569,14 @@ impl RunSummary {
         let _ = writeln!(o, "drops: {}", if self.drops.is_empty() { "none".into() } else { kv(&self.drops) });
         if self.duty_cycle_blocked > 0 {
             let _ = writeln!(o, "LoRa uplinks refused by the duty cycle: {}", self.duty_cycle_blocked);
+        }
+        if !self.downlinks.is_none() {
+            let d = &self.downlinks;
+            let _ = writeln!(
+                o,
+                "Dust downlinks: {} queued, {} sent in RX1, {} dropped from full queues, {} missed (receiver off)",
+                d.queued, d.sent, d.dropped, d.missed
+            );
         }
         if !self.relaying.is_none() {
             let r = &self.relaying;
