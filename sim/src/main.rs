@@ -20,7 +20,7 @@ use krill_sim::firmware::{verify_recording, RecordedLog};
 use krill_sim::output::{self, AuditLevel, Manifest, RunOutput};
 use krill_sim::scenario::Scenario;
 use krill_sim::sim::FirmwareKind;
-use krill_sim::summary::{on_big_stack, simulate, simulate_recording};
+use krill_sim::summary::{on_big_stack, simulate_recording};
 use krill_sim::sweep::{self, ParamRange, Shard, SweepRecord};
 use krill_sim::{explain, vectors};
 
@@ -424,8 +424,9 @@ fn execute(
                 pb.set_position(t);
             }
         };
+        let keep = dir.as_ref().map_or(AuditLevel::None, |d| d.1);
         let mut run =
-            simulate_recording(&s, m.seed, m.firmware, m.threads, record, progress).map_err(|e| e.to_string())?;
+            simulate_recording(&s, m.seed, m.firmware, m.threads, record, keep, progress).map_err(|e| e.to_string())?;
         if let Some(pb) = &pb {
             pb.finish_and_clear();
         }
@@ -510,7 +511,9 @@ fn cmd_check(paths: &[PathBuf], jobs: Option<usize>, firmware: FirmwareKind) -> 
     let results = sweep::par_runs(jobs_or_cores(jobs), runs.len(), |k| -> Result<Vec<CheckRow>, String> {
         let (i, seed) = runs[k];
         let (f, s) = &loaded[i];
-        let run = simulate(s, seed, firmware, 1, |_, _| {}).map_err(|e| format!("{} seed {seed}: {e}", f.display()))?;
+        // No run directory: the expectations need no audit events.
+        let run = simulate_recording(s, seed, firmware, 1, None, AuditLevel::None, |_, _| {})
+            .map_err(|e| format!("{} seed {seed}: {e}", f.display()))?;
         let res = check::evaluate(s, &run.sim, &run.summary, &run.series);
         if let Some(pb) = &pb {
             pb.inc(1);
@@ -593,7 +596,7 @@ fn cmd_sweep(
     let results = sweep::par_runs(jobs_or_cores(jobs), tasks.len(), |k| -> Result<SweepRecord, String> {
         let t = &tasks[k];
         let s = &scenarios[t.index / seeds.len()];
-        let run = simulate(s, t.seed, firmware, 1, |_, _| {})
+        let run = simulate_recording(s, t.seed, firmware, 1, None, AuditLevel::None, |_, _| {})
             .map_err(|e| format!("{} = {} seed {}: {e}", range.name, t.value, t.seed))?;
         let res = check::evaluate(s, &run.sim, &run.summary, &run.series);
         if let Some(pb) = &pb {

@@ -390,7 +390,9 @@ pub enum AuditLevel {
 }
 
 impl AuditLevel {
-    fn keeps(self, e: &AuditEvent) -> bool {
+    /// Whether an event at this level is kept (in memory during a run, and
+    /// in `audit.jsonl`).
+    pub fn keeps(self, e: &AuditEvent) -> bool {
         match self {
             AuditLevel::Full => true,
             AuditLevel::Decisions => !matches!(e, AuditEvent::Trace(_) | AuditEvent::Dropped { .. }),

@@ -16,6 +16,7 @@ use krill_replay::CryptoSpec;
 
 use crate::engine::{Ctx, Engine, EngineError, EngineStats, Micros, Model};
 use crate::firmware::{BaselineFirmware, CoreFirmware, Firmware, RecordedLog};
+use crate::output::AuditLevel;
 use crate::radio::{lora_channel, lora_sf12_airtime_us, Radio, ReceiverState};
 use crate::rng::{Purpose, SimRng};
 use crate::scenario::{CryptoMode, FaultKind, Layout, NodeClass, Quantity, Scenario, Start};
@@ -255,6 +256,8 @@ pub struct SimModel {
     partitions: Vec<(f64, Micros, Micros)>,
     /// Re-sync period of node clocks, µs; 0 = at boot only.
     sync_interval_us: Micros,
+    /// Which audit events nodes keep.
+    audit: AuditLevel,
 }
 
 /// A node's "now": monotonic since its boot, Unix from its own clock.
@@ -433,7 +436,7 @@ impl SimModel {
                         }
                     }
                 }
-                Action::Audit(e) => n.record_audit(t, e),
+                Action::Audit(e) => n.record_audit(t, e, self.audit),
                 Action::PersistState(_)
                 | Action::PersistDagAppend(_)
                 | Action::PersistDagCompact
@@ -515,7 +518,9 @@ impl SimModel {
 }
 
 impl SimNode {
-    fn record_audit(&mut self, t: Micros, e: AuditEvent) {
+    /// Counts a drop and notes a lifecycle move (the summary's inputs, at
+    /// every level), then keeps the event itself if `level` does.
+    fn record_audit(&mut self, t: Micros, e: AuditEvent, level: AuditLevel) {
         match e {
             AuditEvent::Dropped { reason, .. } => {
                 *self.log.drops.entry(drop_name(&reason)).or_default() += 1;
@@ -534,7 +539,9 @@ impl SimNode {
             }
             _ => {}
         }
-        self.log.audits.push((t, e));
+        if level.keeps(&e) {
+            self.log.audits.push((t, e));
+        }
     }
 }
 
@@ -1057,6 +1064,7 @@ impl Simulation {
             duty_cycle: s.radio.lora_duty_cycle,
             partitions,
             sync_interval_us: s.clocks.sync_interval_s.saturating_mul(1_000_000),
+            audit: AuditLevel::Full,
         };
         let lookahead = model.radio.min_latency_us().min(BATCH_LATENCY_US);
         let mut engine = Engine::new(model, nodes, lookahead, threads)?;
@@ -1108,6 +1116,15 @@ impl Simulation {
         let i = self.recorded?;
         let fw = &mut self.engine.nodes_mut().get_mut(i as usize)?.fw;
         Some((i, fw.finish_recording()?))
+    }
+
+    /// Which audit events the nodes keep from now on (all by default). A
+    /// run that writes no `audit.jsonl` (`krill check`, sweeps, benches)
+    /// keeps none: the summary needs only the counts and lifecycle moves
+    /// recorded at every level, and a day of a thousand nodes' assessments
+    /// is gigabytes.
+    pub fn keep_audits(&mut self, level: AuditLevel) {
+        self.engine.model_mut().audit = level;
     }
 
     /// The model.

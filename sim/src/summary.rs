@@ -707,21 +707,24 @@ pub fn simulate(
     threads: usize,
     progress: impl FnMut(Micros, Micros),
 ) -> Result<Finished, SimError> {
-    simulate_recording(s, seed, firmware, threads, None, progress)
+    simulate_recording(s, seed, firmware, threads, None, crate::output::AuditLevel::Full, progress)
 }
 
 /// [`simulate`], recording node `record`'s calls (take the log with
-/// `Finished::sim.finish_recording()`).
+/// `Finished::sim.finish_recording()`) and keeping the audit events `audit`
+/// keeps (see [`Simulation::keep_audits`]).
 pub fn simulate_recording(
     s: &Scenario,
     seed: u64,
     firmware: FirmwareKind,
     threads: usize,
     record: Option<u32>,
+    audit: crate::output::AuditLevel,
     progress: impl FnMut(Micros, Micros),
 ) -> Result<Finished, SimError> {
     let start = std::time::Instant::now();
     let mut sim = Simulation::recording(s, seed, firmware, threads, record)?;
+    sim.keep_audits(audit);
     sim.run(progress)?;
     let wall_s = start.elapsed().as_secs_f64();
     let summary = RunSummary::from_run(s, &sim);

@@ -5,6 +5,7 @@
 
 use krill_replay::{Entry, LogReader, LogWriter};
 use krill_sim::firmware::{verify_recording, RecordedLog};
+use krill_sim::output::AuditLevel;
 use krill_sim::scenario::Scenario;
 use krill_sim::sim::{FirmwareKind, SimError, Simulation};
 use krill_sim::summary::{simulate, simulate_recording};
@@ -38,7 +39,8 @@ fn scenario(faults: &str) -> Scenario {
 
 fn record(s: Scenario, node: u32) -> (String, RecordedLog) {
     on_big_stack(move || {
-        let mut run = simulate_recording(&s, 1, FirmwareKind::Core, 1, Some(node), |_, _| {}).expect("runs");
+        let mut run =
+            simulate_recording(&s, 1, FirmwareKind::Core, 1, Some(node), AuditLevel::Full, |_, _| {}).expect("runs");
         let (recorded, log) = run.sim.finish_recording().expect("a node was recorded");
         assert_eq!(recorded, node);
         (run.hash, log.expect("the log was written"))
