@@ -40,7 +40,8 @@ pub use node::{NodeConfig, NodeEvent, NodeLifecycle, OwnState, SENSOR_FAULT_LIMI
 pub use subject::{Cluster, DeviationSample, SubjectEvent, SubjectRecord, SubjectState, DEVIATION_HISTORY};
 pub use vote::{
     evaluate_inflammation_locally, evaluate_inflammation_with_history, handle_consistency_result, ActiveQuery,
-    ConsistencyEvent, DropReason, LocalHistory, Tally, VoteOutcome, MIN_UNEXPLAINED_STEPS,
+    ConsistencyEvent, DropReason, LocalHistory, Tally, VoteOutcome, ANOMALY_MARGIN, FAR_RESPONDER_CM,
+    MIN_CORROBORATING, MIN_UNEXPLAINED_STEPS,
 };
 
 use crate::types::{DeviceId, QuantityType, Reading, Weight};

@@ -96,7 +96,9 @@ fn majority_of_expected_decides_early_and_rejects_at_three_sigma() {
     let _ = r.handle(reply(2, Verdict::SeesChange, q), 30, &mut c);
     let _ = r.handle(reply(3, Verdict::ContradictsSuspect, q), 40, &mut c);
     assert_eq!(r.state(), SubjectState::Inflammation, "2 of 5 is not a majority yet");
-    let s = r.handle(reply(4, Verdict::ContradictsSuspect, q), 50, &mut c);
+    let _ = r.handle(reply(4, Verdict::ContradictsSuspect, q), 50, &mut c);
+    assert_eq!(r.state(), SubjectState::Inflammation, "3 to 1 with one reply out could still end 3 to 2");
+    let s = r.handle(reply(5, Verdict::ContradictsSuspect, q), 60, &mut c);
     assert_eq!(r.state(), SubjectState::Rejection);
     assert_eq!(r.assessed_weight(), 0);
     assert_eq!(
@@ -121,6 +123,7 @@ fn contradicted_below_three_sigma_goes_back_to_pyrexia_and_confirmed_goes_normal
     let q = query_id(&r);
     let _ = r.handle(reply(1, Verdict::ContradictsSuspect, q), 1, &mut c);
     let _ = r.handle(reply(2, Verdict::ContradictsSuspect, q), 2, &mut c);
+    let _ = r.handle(reply(3, Verdict::ContradictsSuspect, q), 2, &mut c);
     assert_eq!(r.state(), SubjectState::Pyrexia);
     let _ = r.handle(dev(2.1), 3, &mut c);
     let q = query_id(&r);
@@ -603,15 +606,19 @@ mod model {
             let env = if !final_ && self.votes.len() < EXPECTED {
                 if s * 2 > EXPECTED && s >= 2 {
                     Some(true)
-                } else if c * 2 > EXPECTED && c >= 2 {
+                } else if c > 2 * (s + EXPECTED - self.votes.len()) && c >= 2 {
                     Some(false)
                 } else {
                     return false;
                 }
-            } else if s + c < 2 || s == c {
+            } else if s + c < 2 {
                 None
+            } else if s > c {
+                Some(true)
+            } else if c > 2 * s {
+                Some(false)
             } else {
-                Some(s > c)
+                None
             };
             match env {
                 Some(true) => self.go(SubjectState::Normal),

@@ -43,13 +43,21 @@ impl Tally {
 
     /// The decision, if one can be made now. `final_` is true at the
     /// timeout; the vote is also final once every expected responder answered.
+    ///
+    /// Believing the suspect takes a strict majority of the voters; calling
+    /// it anomalous takes more than twice as many contradictions as
+    /// confirmations ([`ANOMALY_MARGIN`]), so a change seen by a large
+    /// minority (the responders on the suspect's side of a boundary) leaves
+    /// the vote inconclusive instead of rejecting an honest device.
     pub fn outcome(&self, final_: bool, min_voters: u8) -> Option<VoteOutcome> {
         let (s, c, e) = (self.sees_change as u16, self.contradicts as u16, self.expected as u16);
         let min = min_voters as u16;
+        let margin = ANOMALY_MARGIN as u16;
         if !final_ && self.responded() < self.expected {
+            let unanswered = e.saturating_sub(self.responded() as u16);
             return if s * 2 > e && s >= min {
                 Some(VoteOutcome::EnvironmentChanged)
-            } else if c * 2 > e && c >= min {
+            } else if c > margin * (s + unanswered) && c >= min {
                 Some(VoteOutcome::SuspectAnomalous)
             } else {
                 None
@@ -60,13 +68,17 @@ impl Tally {
             VoteOutcome::Inconclusive
         } else if s * 2 > voters {
             VoteOutcome::EnvironmentChanged
-        } else if c * 2 > voters {
+        } else if c > margin * s {
             VoteOutcome::SuspectAnomalous
         } else {
             VoteOutcome::Inconclusive
         })
     }
 }
+
+/// Contradictions per confirmation a vote needs to call the suspect
+/// anomalous (strictly more than this many times the confirmations).
+pub const ANOMALY_MARGIN: u8 = 2;
 
 /// What a vote decided.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -208,7 +220,30 @@ pub struct LocalHistory {
     pub suspect_sigma: f32,
     /// The responder's own slow average of the same quantity.
     pub own_mean: f32,
+    /// Other devices the responder hears (itself included) whose latest
+    /// reading moved from their own slow average in the suspect's direction
+    /// by at least the [`MIN_UNEXPLAINED_STEPS`] floor, not counting devices
+    /// it has rejected or isolated: the change seen around the responder.
+    pub corroborating: u8,
+    /// True when the responder is more than [`FAR_RESPONDER_CM`] from the
+    /// suspect, or at the edge of its radio range (see the node's rule).
+    pub far: bool,
 }
+
+/// Distance to the suspect, cm, beyond which a responder does not hold a
+/// shift it cannot explain against the suspect ([`Verdict::Abstain`]): a
+/// change may have happened between the two, out of the responder's
+/// reach (the far side of a zone boundary it barely hears). Two grid
+/// spacings of the 49-node rooms; the nearer responders still judge.
+pub const FAR_RESPONDER_CM: u32 = 1_500;
+
+/// Corroborating devices (see [`LocalHistory::corroborating`]) from which a
+/// responder calls a shift it cannot explain with its own reading an
+/// environment change. A change that reaches only the far side of a wall or
+/// zone boundary moves many devices the responder hears; a coordinated lie
+/// moves only the liars, so a colluding group of up to this many devices in
+/// one responder's range still cannot vouch each other past it.
+pub const MIN_CORROBORATING: u8 = 4;
 
 /// Smallest shift, in reading steps, that a responder calls a change the
 /// suspect saw alone (0.5 °C, 5 hPa, 50 ppm CO₂): quantisation and sensor
@@ -227,7 +262,12 @@ pub const MIN_UNEXPLAINED_STEPS: f32 = 50.0;
 /// when we are far) is contradicted. A shift in our direction but no larger
 /// than ours is a lagging view of the change we saw (the query's reading is
 /// the one that opened the vote, often a minute or more before our own
-/// latest), never a contradiction.
+/// latest), never a contradiction. Without a usable history of the suspect
+/// (we do not profile it) a physically possible reading is
+/// [`Verdict::Abstain`]: the ES-4.1 check alone would "see" any lie. A
+/// shift we cannot explain is still seen
+/// when at least [`MIN_CORROBORATING`] devices we hear moved the same way
+/// (the change happened beyond us: the far side of a zone boundary, a door).
 pub fn evaluate_inflammation_with_history(
     my_reading: Option<Reading>,
     suspect_reading: Reading,
@@ -237,12 +277,14 @@ pub fn evaluate_inflammation_with_history(
     history: Option<LocalHistory>,
 ) -> Verdict {
     let physics = evaluate_inflammation_locally(my_reading, suspect_reading, quantity, distance_cm, time_delta_ms);
-    let (Verdict::SeesChange, Some(h), Some(mine)) = (physics, history, my_reading) else {
+    let (Verdict::SeesChange, Some(mine)) = (physics, my_reading) else {
         return physics;
     };
-    if !(h.suspect_mean.is_finite() && h.suspect_sigma.is_finite() && h.own_mean.is_finite()) {
-        return physics;
-    }
+    let Some(h) =
+        history.filter(|h| h.suspect_mean.is_finite() && h.suspect_sigma.is_finite() && h.own_mean.is_finite())
+    else {
+        return Verdict::Abstain;
+    };
     let shift = quantity.to_value(suspect_reading) - h.suspect_mean;
     let own_shift = quantity.to_value(mine) - h.own_mean;
     let lagging = shift * own_shift >= 0.0 && libm::fabsf(shift) <= libm::fabsf(own_shift);
@@ -251,10 +293,12 @@ pub fn evaluate_inflammation_with_history(
     let floor = (crate::types::sigma_tenths(crate::types::SIGMA_INFLAMMATION) * h.suspect_sigma)
         .max(MIN_UNEXPLAINED_STEPS * step)
         .max(0.5 * libm::fabsf(shift));
-    if unexplained >= floor {
-        Verdict::ContradictsSuspect
-    } else {
+    if unexplained < floor || h.corroborating >= MIN_CORROBORATING {
         Verdict::SeesChange
+    } else if h.far {
+        Verdict::Abstain
+    } else {
+        Verdict::ContradictsSuspect
     }
 }
 
@@ -304,7 +348,7 @@ mod tests {
     const TEMP: QuantityType = QuantityType::Temperature;
 
     fn hist(suspect_mean: f32, own_mean: f32) -> Option<LocalHistory> {
-        Some(LocalHistory { suspect_mean, suspect_sigma: 0.05, own_mean })
+        Some(LocalHistory { suspect_mean, suspect_sigma: 0.05, own_mean, corroborating: 0, far: false })
     }
 
     #[test]
@@ -343,13 +387,42 @@ mod tests {
     }
 
     #[test]
+    fn a_change_many_others_share_is_seen() {
+        // HVAC on the far side of a zone boundary: the suspect rose 2 °C,
+        // we did not, but five devices we hear rose with it.
+        let with = |n| Some(LocalHistory { corroborating: n, ..hist(21.5, 21.5).unwrap() });
+        let v = evaluate_inflammation_with_history(Some(2150), 2350, TEMP, 1_400, 0, with(5));
+        assert_eq!(v, Verdict::SeesChange);
+        // Three colluders besides the suspect are not enough to vouch for it.
+        let v = evaluate_inflammation_with_history(Some(2150), 2550, TEMP, 1_000, 0, with(MIN_CORROBORATING - 1));
+        assert_eq!(v, Verdict::ContradictsSuspect);
+        // A responder beyond two grid spacings does not hold what it cannot
+        // explain against the suspect: the change may lie between them.
+        let far = Some(LocalHistory { far: true, ..hist(21.5, 21.5).unwrap() });
+        let v = evaluate_inflammation_with_history(Some(2150), 2550, TEMP, FAR_RESPONDER_CM + 1, 0, far);
+        assert_eq!(v, Verdict::Abstain);
+        // Corroboration never overrides physics.
+        let v = evaluate_inflammation_with_history(Some(2200), i16::MAX, TEMP, 1_000, 0, with(20));
+        assert_eq!(v, Verdict::ContradictsSuspect);
+    }
+
+    #[test]
     fn history_never_overrides_physics_or_abstention() {
         assert_eq!(evaluate_inflammation_with_history(None, 3000, TEMP, 1_000, 0, hist(22.0, 22.0)), Verdict::Abstain);
         // Impossible suspect reading: contradicted whatever the history says.
         let v = evaluate_inflammation_with_history(Some(2200), i16::MAX, TEMP, 1_000, 0, hist(300.0, 22.0));
         assert_eq!(v, Verdict::ContradictsSuspect);
-        let nan = Some(LocalHistory { suspect_mean: f32::NAN, suspect_sigma: 0.1, own_mean: 22.0 });
-        assert_eq!(evaluate_inflammation_with_history(Some(2200), 3000, TEMP, 1_000, 0, nan), Verdict::SeesChange);
+        // Without a usable history of the suspect, a physically possible
+        // reading says nothing either way.
+        let nan = Some(LocalHistory {
+            suspect_mean: f32::NAN,
+            suspect_sigma: 0.1,
+            own_mean: 22.0,
+            corroborating: 0,
+            far: false,
+        });
+        assert_eq!(evaluate_inflammation_with_history(Some(2200), 3000, TEMP, 1_000, 0, nan), Verdict::Abstain);
+        assert_eq!(evaluate_inflammation_with_history(Some(2200), 2210, TEMP, 1_000, 0, None), Verdict::Abstain);
     }
 
     fn id(b: u8) -> DeviceId {
@@ -397,13 +470,28 @@ mod tests {
     fn one_early_reply_no_longer_decides() {
         let t = Tally { contradicts: 1, expected: 6, ..Tally::default() };
         assert_eq!(t.outcome(false, 2), None, "the spec's total/2 let the first DENY decide");
-        let t = Tally { contradicts: 4, sees_change: 1, expected: 6, ..Tally::default() };
+        let t = Tally { contradicts: 5, sees_change: 1, expected: 7, ..Tally::default() };
         assert_eq!(t.outcome(false, 2), Some(VoteOutcome::SuspectAnomalous));
+        let t = Tally { contradicts: 4, sees_change: 1, expected: 6, ..Tally::default() };
+        assert_eq!(t.outcome(false, 2), None, "one more confirmation would leave it 4 to 2");
         let tie = Tally { contradicts: 2, sees_change: 2, abstains: 1, expected: 5 };
         assert_eq!(tie.outcome(false, 2), Some(VoteOutcome::Inconclusive), "everyone answered: final");
         assert_eq!(Tally::default().outcome(true, 2), Some(VoteOutcome::Inconclusive), "zero replies");
         let lone = Tally { contradicts: 1, expected: 1, ..Tally::default() };
         assert_eq!(lone.outcome(true, 2), Some(VoteOutcome::Inconclusive), "ES-7.6 two sensors alone");
+    }
+
+    #[test]
+    fn a_large_minority_that_sees_the_change_prevents_rejection() {
+        // Far-side responders outnumber those who saw an HVAC step, but
+        // not two to one: inconclusive (PYREXIA), not anomalous.
+        let t = Tally { contradicts: 6, sees_change: 5, abstains: 0, expected: 16 };
+        assert_eq!(t.outcome(true, 2), Some(VoteOutcome::Inconclusive));
+        let t = Tally { contradicts: 4, sees_change: 2, abstains: 0, expected: 12 };
+        assert_eq!(t.outcome(true, 2), Some(VoteOutcome::Inconclusive));
+        // A spiker's or a colluding minority's vote stays anomalous.
+        let t = Tally { contradicts: 10, sees_change: 3, abstains: 1, expected: 16 };
+        assert_eq!(t.outcome(true, 2), Some(VoteOutcome::SuspectAnomalous));
     }
 
     #[test]
@@ -461,12 +549,12 @@ mod tests {
         }
 
         #[test]
-        fn a_decision_is_a_strict_majority_of_voters(s in 0u8..40, c in 0u8..40, min in 0u8..4) {
+        fn a_decision_is_a_majority_of_voters(s in 0u8..40, c in 0u8..40, min in 0u8..4) {
             let t = Tally { sees_change: s, contradicts: c, abstains: 0, expected: 40 };
             match t.outcome(true, min) {
                 Some(VoteOutcome::EnvironmentChanged) => prop_assert!(s > c && s + c >= min),
-                Some(VoteOutcome::SuspectAnomalous) => prop_assert!(c > s && s + c >= min),
-                Some(VoteOutcome::Inconclusive) => prop_assert!(s == c || s + c < min.max(1)),
+                Some(VoteOutcome::SuspectAnomalous) => prop_assert!(c > 2 * s && s + c >= min),
+                Some(VoteOutcome::Inconclusive) => prop_assert!((s <= c && c <= 2 * s) || s + c < min.max(1)),
                 None => prop_assert!(false, "a final tally always decides"),
             }
         }

@@ -543,9 +543,20 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
     }
 
     /// What we learned of `suspect` for a vote reply: its slow average
-    /// (same time constant as our own, see [`super::SlowTrend`]) and its
-    /// spread from its baseline (else a profile with enough samples).
-    fn history_of(&self, suspect: DeviceId, quantity: QuantityType) -> Option<lifecycle::LocalHistory> {
+    /// (same time constant as our own, see [`super::SlowTrend`]), its
+    /// spread from its baseline (else a profile with enough samples), how
+    /// many devices we hear moved the way `suspect_reading` did, and
+    /// whether it is far from us: beyond [`lifecycle::FAR_RESPONDER_CM`],
+    /// or a Nano none of whose presence pulses reached us directly (at the
+    /// edge of our range; a Dust device is never measured, so it is not).
+    fn history_of(
+        &self,
+        suspect: DeviceId,
+        quantity: QuantityType,
+        suspect_reading: Reading,
+        distance: crate::distance::DistanceEstimate,
+        now_ms: u64,
+    ) -> Option<lifecycle::LocalHistory> {
         let s = self.subject(suspect)?;
         let p = s.baseline().or(s.profile())?;
         if p.quantity != quantity || p.value_count < self.cfg.min_profile_samples {
@@ -553,11 +564,45 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
         }
         let theirs = s.trend.filter(|t| t.quantity == quantity)?;
         let own = self.own_trend.filter(|t| t.quantity == quantity)?;
+        let shift = quantity.to_value(suspect_reading) - theirs.mean;
+        let own_latest = self.my_latest(quantity).map(|(r, _)| quantity.to_value(r));
+        let own_moved = own_latest.is_some_and(|v| moved_with(shift, v - own.mean, quantity));
+        let others = self.corroborating(suspect, quantity, shift, now_ms);
         Some(lifecycle::LocalHistory {
             suspect_mean: theirs.mean,
             suspect_sigma: libm::sqrtf(p.value_var.max(0.0)),
             own_mean: own.mean,
+            corroborating: others.saturating_add(u8::from(own_moved)),
+            far: if distance.is_known() {
+                distance.cm > lifecycle::FAR_RESPONDER_CM
+            } else {
+                s.kind == SubjectKind::Nano
+            },
         })
+    }
+
+    /// Subjects other than `suspect` whose latest reading of `quantity`
+    /// moved from their slow average the way the suspect's did (`shift`,
+    /// physical units): only subjects in good standing (not isolated, not
+    /// REJECTED or worse), and only readings heard within the last
+    /// [`CORROBORATION_WINDOW_MS`] (a silent device says nothing of now).
+    fn corroborating(&self, suspect: DeviceId, quantity: QuantityType, shift: f32, now_ms: u64) -> u8 {
+        use lifecycle::SubjectState as St;
+        let n = self
+            .subjects
+            .iter()
+            .filter(|(id, s)| {
+                *id != suspect && !s.isolated && matches!(s.record.state(), St::Normal | St::Pyrexia | St::Inflammation)
+            })
+            .filter_map(|(_, s)| {
+                let o = s.last_obs.filter(|o| o.quantity == quantity)?;
+                let t = s.trend.filter(|t| t.quantity == quantity)?;
+                (now_ms.saturating_sub(o.rx_ms) <= CORROBORATION_WINDOW_MS)
+                    .then_some(quantity.to_value(o.reading) - t.mean)
+            })
+            .filter(|x| moved_with(shift, *x, quantity))
+            .count();
+        n.min(u8::MAX as usize) as u8
     }
 
     /// INFLAMMATION_QUERY: judge the suspect's reading against our own of
@@ -570,7 +615,7 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
         let distance = self.distance_to(q.suspect_id);
         let time_delta_ms =
             mine.map_or(0, |(_, ts)| (q.timestamp.wrapping_sub(ts) as i32).unsigned_abs().saturating_mul(1000));
-        let history = self.history_of(q.suspect_id, q.quantity);
+        let history = self.history_of(q.suspect_id, q.quantity, q.suspect_reading, distance, now.mono_ms);
         let verdict = lifecycle::evaluate_inflammation_with_history(
             mine.map(|(r, _)| r),
             q.suspect_reading,
@@ -655,6 +700,22 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
         let rtt_ms = (t4 - t1) - (t3 - t2);
         out.push(Action::ClockOffset { source: sender, offset_ms, rtt_ms });
     }
+}
+
+/// How recent a subject's reading must be to corroborate a change, ms.
+const CORROBORATION_WINDOW_MS: u64 = 120_000;
+
+/// Smallest shift, in reading steps, that counts as a device having moved
+/// (0.25 °C: five times the noise of one reading against a slow average).
+pub(super) const CORROBORATION_FLOOR_STEPS: f32 = 25.0;
+
+/// True if a device's shift `x` from its slow average goes the way of the
+/// suspect's `shift`, by at least half as much and beyond noise
+/// ([`CORROBORATION_FLOOR_STEPS`]): a change still spreading has not
+/// reached its full size everywhere.
+fn moved_with(shift: f32, x: f32, quantity: QuantityType) -> bool {
+    let floor = (CORROBORATION_FLOOR_STEPS * quantity.scale().unit_per_step).max(0.5 * libm::fabsf(shift));
+    shift * x > 0.0 && libm::fabsf(x) >= floor
 }
 
 /// How long peer statements count as corroborating each other, ms: two

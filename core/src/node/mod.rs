@@ -1107,9 +1107,14 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
     /// audit the subject themselves (`follow_up_audit`). The
     /// alert's readings, which the spec leaves at 0, carry the running mean
     /// and the band of the baseline mean ± 2σ outside which ES-4.3 counts
-    /// the value dimension as drifted.
+    /// the value dimension as drifted. A drift we share ourselves, or that
+    /// [`lifecycle::MIN_CORROBORATING`] other subjects share, is the
+    /// environment: the baseline follows instead (`rebase_baseline`).
     fn act_on_drift(&mut self, i: usize, sigma: f32, alert: bool, now: Now, out: &mut impl Sink) {
         use crate::wire::immune::{ConsistencyAlert, ConsistencyAlertV2, Severity};
+        if self.drift_explained(i) || self.drift_shared(i) >= lifecycle::MIN_CORROBORATING {
+            return self.rebase_baseline(i, out);
+        }
         let Some((id, s)) = self.subjects.get_mut(i) else {
             return;
         };
@@ -1138,6 +1143,86 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
         if let (true, Some(a)) = (alert, body) {
             self.broadcast(Body::ConsistencyAlert(a), out);
         }
+    }
+
+    /// Other subjects in good standing whose own NK audit finds their level
+    /// drifted from their baseline the same way as subject `i`'s: a drift
+    /// many devices share is the environment moving (a step that went on
+    /// after the vote that confirmed it, a slow warming), not one sensor.
+    fn drift_shared(&self, i: usize) -> u8 {
+        use crate::profile::{run_nk_audit, NkAuditResult, DIM_VALUE};
+        let offset = |s: &Subject<N>| match (s.baseline.as_ref(), s.profile.as_ref()) {
+            (Some(b), Some(c)) if b.quantity == c.quantity => Some((c.quantity, c.value_mean - b.value_mean)),
+            _ => None,
+        };
+        let Some((quantity, mine)) = self.subjects.get(i).and_then(|(_, s)| offset(s)) else {
+            return 0;
+        };
+        let n = self
+            .subjects
+            .iter()
+            .enumerate()
+            .filter(|(j, (_, s))| {
+                *j != i
+                    && !s.isolated
+                    && matches!(
+                        s.record.state(),
+                        SubjectState::Normal | SubjectState::Pyrexia | SubjectState::Inflammation
+                    )
+            })
+            .filter(|(_, (id, s))| {
+                let (Some(b), Some(c)) = (s.baseline.as_ref(), s.profile.as_ref()) else {
+                    return false;
+                };
+                let same_way = offset(s).is_some_and(|(q, o)| q == quantity && o * mine > 0.0);
+                same_way
+                    && matches!(run_nk_audit(*id, b, c, s.kind),
+                        NkAuditResult::DriftDetected { dimensions, .. } if dimensions & DIM_VALUE != 0)
+            })
+            .count();
+        n.min(u8::MAX as usize) as u8
+    }
+
+    /// True if our own readings moved from our slow average the way subject
+    /// `i`'s level drifted from its baseline, at least as far and beyond
+    /// noise ([`dispatch::CORROBORATION_FLOOR_STEPS`]): the
+    /// vote-time lag rule applied to drift (a step we saw too went on
+    /// after the vote that confirmed it).
+    fn drift_explained(&self, i: usize) -> bool {
+        let Some((_, s)) = self.subjects.get(i) else {
+            return false;
+        };
+        let (Some(b), Some(c)) = (s.baseline.as_ref(), s.profile.as_ref()) else {
+            return false;
+        };
+        let q = c.quantity;
+        let drift = c.value_mean - b.value_mean;
+        let own = self.own_trend.filter(|t| t.quantity == q).and_then(|t| {
+            let latest = self.dag.recent_by_device(self.id, q).next()?;
+            Some(q.to_value(latest.reading) - t.mean)
+        });
+        let floor = dispatch::CORROBORATION_FLOOR_STEPS * q.scale().unit_per_step;
+        own.is_some_and(|o| o * drift > 0.0 && libm::fabsf(drift) <= libm::fabsf(o) && libm::fabsf(o) >= floor)
+    }
+
+    /// A drift our own readings or the neighbourhood share
+    /// ([`Node::drift_explained`], [`Node::drift_shared`]): the subject's
+    /// baseline follows its running level (the shape is kept),
+    /// as after a vote that confirmed an environment change.
+    fn rebase_baseline(&mut self, i: usize, out: &mut impl Sink) {
+        let Some((id, s)) = self.subjects.get_mut(i) else {
+            return;
+        };
+        let (Some(b), Some(c)) = (s.baseline.as_mut(), s.profile.as_ref()) else {
+            return;
+        };
+        let delta = libm::roundf((c.value_mean - b.value_mean) / c.quantity.scale().unit_per_step);
+        if !delta.is_finite() {
+            return;
+        }
+        let delta = delta.clamp(-(u16::MAX as f32), u16::MAX as f32) as i32;
+        b.rebase_level(delta);
+        out.push(Action::Audit(AuditEvent::ProfileRebased { subject: *id, delta_steps: delta }));
     }
 
     /// ES-10.4 step 5: each profile is broadcast every tenth epoch, the

@@ -472,3 +472,55 @@ proptest! {
         prop_assert!(refused);
     }
 }
+
+/// A drift our own readings share (a step that went on after the vote that
+/// confirmed it) moves the subject's baseline instead of opening a vote;
+/// the same drift while we stayed put is acted on.
+#[test]
+fn a_drift_our_own_readings_share_rebases_the_baseline() {
+    use crate::wire::immune::{AuditResult, NkAuditResponse};
+    for own_rose in [true, false] {
+        let mut n = mesh_of(3);
+        let suspect = n[0].id();
+        let f = own_trace(&mut n[0], at(5));
+        deliver(&mut n[1], at(5), &f);
+        let i = n[1].subject_index(suspect).unwrap();
+        let mut base = learned(suspect, 2200);
+        base.freeze();
+        n[1].subjects[i].1.baseline = Some(base);
+        let mut drifted = learned(suspect, 2300);
+        drifted.mode = ProfileMode::Running;
+        n[1].subjects[i].1.profile = Some(drifted);
+        n[1].feed_subject(i, lifecycle::SubjectEvent::ProfileFrozen, at(5), &mut |_| {});
+        // Our own slow average sits at 22 °C; our latest reading is 23.5 °C
+        // (or still 22 °C).
+        let latest = if own_rose { 2350 } else { 2200 };
+        for (s, r) in [(6, 2200), (7, latest)] {
+            n[1].handle_reading(at(s), QuantityType::Temperature, r, &mut |_| {});
+        }
+        let report = Body::NkAuditResponse(NkAuditResponse {
+            requester_id: n[1].id(),
+            subject_id: suspect,
+            nonce: 9,
+            result: AuditResult::DriftDetected,
+            drift_tenths: 80,
+            drifted_dims: 1,
+            timestamp: 1_700_000_008,
+        });
+        let out = send(&mut n, 2, 1, at(8), report);
+        let rebased = out.iter().any(|a| {
+            matches!(a, Action::Audit(AuditEvent::ProfileRebased { subject, delta_steps: 100 }) if *subject == suspect)
+        });
+        let state = n[1].subject_state(suspect);
+        if own_rose {
+            assert!(rebased, "{out:?}");
+            assert_eq!(state, Some(lifecycle::SubjectState::Normal));
+            let s = n[1].subject(suspect).unwrap();
+            let (b, p) = (s.baseline().unwrap(), s.profile().unwrap());
+            assert!((b.value_mean - p.value_mean).abs() < 0.01, "{} vs {}", b.value_mean, p.value_mean);
+        } else {
+            assert!(!rebased);
+            assert_eq!(state, Some(lifecycle::SubjectState::Inflammation));
+        }
+    }
+}
