@@ -12,7 +12,7 @@ use krill_core::lifecycle::SubjectState;
 use krill_core::node::AuditEvent;
 use krill_sim::check::{self, ExpectationResult};
 use krill_sim::radio::{
-    lora_sf12_airtime_us, Radio, ReceiverState, LORA_MAX_FRAME, LORA_SENSITIVITY_DBM, SCAN_INTERVAL_US,
+    ble_airtime_us, lora_sf12_airtime_us, Radio, ReceiverState, LORA_MAX_FRAME, LORA_SENSITIVITY_DBM, SCAN_INTERVAL_US,
 };
 use krill_sim::rng::{Purpose, SimRng};
 use krill_sim::scenario::{
@@ -122,11 +122,11 @@ fn a_scanner_only_collides_within_its_channel_and_is_deaf_while_sending() {
     let mut rx = ReceiverState::ble();
     // Two equal frames overlapping at one receiver: the second is lost.
     let now = 10 * SCAN_INTERVAL_US + 1_000;
-    assert!(rx.admit_ble(0, now, 60, -70));
-    assert!(!rx.admit_ble(0, now + 100, 60, -70));
+    assert!(rx.admit_ble(0, now, ble_airtime_us(60), -70));
+    assert!(!rx.admit_ble(0, now + 100, ble_airtime_us(60), -70));
     // Its own transmission makes it deaf to a frame ending inside it.
     rx.transmitting(now + 2_000, now + 2_500);
-    assert!(!rx.admit_ble(0, now + 2_300, 20, -40));
+    assert!(!rx.admit_ble(0, now + 2_300, ble_airtime_us(20), -40));
     assert_eq!((rx.collided, rx.deaf), (1, 1));
     // Different scan phases hear overlapping frames on different channels.
     let mut a = ReceiverState::ble();
