@@ -463,7 +463,7 @@ impl SimModel {
         hops: u8,
     ) -> Result<(), EngineError> {
         let ttl = self.radio.config().relay_ttl;
-        if ttl <= hops || krill_core::guards::relay::should_relay(ttl - hops).is_none() || n.fw.role() == Role::Dust {
+        if krill_core::guards::relay::should_relay(ttl.saturating_sub(hops)).is_none() || n.fw.role() == Role::Dust {
             return Ok(());
         }
         if !n.fw.relays(now, frame) {

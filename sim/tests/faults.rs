@@ -3,6 +3,9 @@
 //! back cleanly, a depleted battery stops a node for good, a partition cuts
 //! the links across it while it lasts.
 
+mod common;
+
+use common::on_big_stack;
 use std::collections::BTreeSet;
 
 use krill_core::crypto::{Identity, ModeledAuthority, ModeledCrypto, Seed};
@@ -15,10 +18,6 @@ use krill_sim::firmware::Firmware;
 use krill_sim::rng::{Purpose, SimRng};
 use krill_sim::scenario::Scenario;
 use krill_sim::sim::{FirmwareKind, SimNano, Simulation, UNIX0};
-
-fn on_big_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    std::thread::Builder::new().stack_size(256 << 20).spawn(f).unwrap().join().unwrap()
-}
 
 /// A small room of Nanos at `positions`, with `faults`.
 fn scenario(positions: &str, start: &str, duration_s: u64, faults: &str) -> Scenario {

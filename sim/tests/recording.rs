@@ -3,16 +3,15 @@
 //! the node emitted in the run, recording does not change the run, and what
 //! cannot be recorded is refused with a reason.
 
+mod common;
+
+use common::on_big_stack;
 use krill_replay::{Entry, LogReader, LogWriter};
 use krill_sim::firmware::{verify_recording, RecordedLog};
 use krill_sim::output::AuditLevel;
 use krill_sim::scenario::Scenario;
 use krill_sim::sim::{FirmwareKind, SimError, Simulation};
 use krill_sim::summary::{simulate, simulate_recording};
-
-fn on_big_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    std::thread::Builder::new().stack_size(256 << 20).spawn(f).unwrap().join().unwrap()
-}
 
 /// Nine Nanos around a spiking centre node 4, and a gateway (node 9) the
 /// Nanos sync their clocks with: frames, readings, timers with NK draws,

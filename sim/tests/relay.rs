@@ -3,12 +3,11 @@
 //! each node from handling or relaying a frame twice, and a selective relay
 //! passes nothing on.
 
+mod common;
+
+use common::on_big_stack;
 use krill_sim::scenario::Scenario;
 use krill_sim::sim::{FirmwareKind, Simulation};
-
-fn on_big_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    std::thread::Builder::new().stack_size(256 << 20).spawn(f).unwrap().join().unwrap()
-}
 
 /// Eight Nanos 10 m apart in a line: each hears only its nearest neighbours.
 fn corridor(relay_ttl: u8, attacks: &str) -> Scenario {

@@ -226,10 +226,24 @@ fn learned(id: DeviceId, mean: crate::types::Reading) -> BehavioralProfile<4> {
     p
 }
 
+/// An NK_AUDIT_RESPONSE to `requester` reporting 8σ of value drift in `subject`.
+fn drift_report(requester: DeviceId, subject: DeviceId) -> Body {
+    use crate::wire::immune::{AuditResult, NkAuditResponse};
+    Body::NkAuditResponse(NkAuditResponse {
+        requester_id: requester,
+        subject_id: subject,
+        nonce: 9,
+        result: AuditResult::DriftDetected,
+        drift_tenths: 80,
+        drifted_dims: 1,
+        timestamp: 1_700_000_008,
+    })
+}
+
 #[test]
 fn alerts_and_drift_reports_trigger_our_own_audit_only() {
     use crate::profile::NkAuditResult;
-    use crate::wire::immune::{AuditResult, ConsistencyAlert, ConsistencyAlertV2, NkAuditResponse, Severity};
+    use crate::wire::immune::{ConsistencyAlert, ConsistencyAlertV2, Severity};
     let mut n = mesh_of(4);
     let suspect = n[0].id();
     let f = own_trace(&mut n[0], at(5));
@@ -275,15 +289,7 @@ fn alerts_and_drift_reports_trigger_our_own_audit_only() {
     let mut drifted = learned(suspect, 2300);
     drifted.mode = ProfileMode::Running;
     n[1].subjects[i].1.profile = Some(drifted);
-    let report = Body::NkAuditResponse(NkAuditResponse {
-        requester_id: n[1].id(),
-        subject_id: suspect,
-        nonce: 9,
-        result: AuditResult::DriftDetected,
-        drift_tenths: 80,
-        drifted_dims: 1,
-        timestamp: 1_700_000_008,
-    });
+    let report = drift_report(n[1].id(), suspect);
     let out = send(&mut n, 3, 1, at(8), report);
     assert!(matches!(triggered(&out)[..], [(_, _, NkAuditResult::DriftDetected { .. })]), "{out:?}");
     assert_eq!(state(&n[1]), Some(lifecycle::SubjectState::Inflammation));
@@ -478,7 +484,6 @@ proptest! {
 /// the same drift while we stayed put is acted on.
 #[test]
 fn a_drift_our_own_readings_share_rebases_the_baseline() {
-    use crate::wire::immune::{AuditResult, NkAuditResponse};
     for own_rose in [true, false] {
         let mut n = mesh_of(3);
         let suspect = n[0].id();
@@ -498,15 +503,7 @@ fn a_drift_our_own_readings_share_rebases_the_baseline() {
         for (s, r) in [(6, 2200), (7, latest)] {
             n[1].handle_reading(at(s), QuantityType::Temperature, r, &mut |_| {});
         }
-        let report = Body::NkAuditResponse(NkAuditResponse {
-            requester_id: n[1].id(),
-            subject_id: suspect,
-            nonce: 9,
-            result: AuditResult::DriftDetected,
-            drift_tenths: 80,
-            drifted_dims: 1,
-            timestamp: 1_700_000_008,
-        });
+        let report = drift_report(n[1].id(), suspect);
         let out = send(&mut n, 2, 1, at(8), report);
         let rebased = out.iter().any(|a| {
             matches!(a, Action::Audit(AuditEvent::ProfileRebased { subject, delta_steps: 100 }) if *subject == suspect)
