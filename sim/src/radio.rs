@@ -1,7 +1,9 @@
 //! Radio models: BLE advertising between Nanos (ES-11.4 log-distance path
 //! loss, per-link static shadowing, per-packet fading, sensitivity floor,
 //! packet error vs SNR, optional collisions on the three advertising
-//! channels with capture), LoRa SF12 for Dust uplinks (ES-12.4 airtime, link
+//! channels with capture), or ESP-NOW on the WiFi PHY in its place (ES-12.3:
+//! same 2.4 GHz path loss, 802.11b DSSS airtime and bit errors, MAC
+//! acknowledgements and retries for unicasts to peers), LoRa SF12 for Dust uplinks (ES-12.4 airtime, link
 //! budget against the SF12 demodulation floor, capture at the gateway), and
 //! neighbour finding by a spatial grid.
 //!
@@ -12,7 +14,7 @@
 use std::collections::VecDeque;
 
 use crate::rng::{Purpose, SimRng};
-use crate::scenario::{BleAdv, RadioConfig};
+use crate::scenario::{Bearer, BleAdv, RadioConfig};
 use crate::world::World;
 use krill_core::distance::RssiCalibration;
 use krill_core::guards::segment::{SegLayout, SEG_HEADER_V2};
@@ -108,6 +110,46 @@ pub fn ble_packet_error(snr_db: f64, len: usize) -> f64 {
     1.0 - (1.0 - ber).powf(bits)
 }
 
+/// ESP-NOW's largest payload (ES-12.3: 250 bytes, "all messages fit").
+pub const ESPNOW_MAX_FRAME: usize = 250;
+/// Bytes an ESP-NOW frame adds around its payload: 802.11 MAC header (24),
+/// action category, OUI and random value (8), vendor element header (7),
+/// FCS (4).
+const ESPNOW_OVERHEAD: usize = 43;
+/// 802.11b long PLCP preamble and header at 1 Mb/s, µs.
+const DSSS_PLCP_US: u64 = 192;
+/// 802.11b timing, µs: SIFS, slot, DIFS, and the initial contention window
+/// (CWmin = 31 slots, doubling on every retry up to 1023).
+const SIFS_US: u64 = 10;
+const SLOT_US: u64 = 20;
+const DIFS_US: u64 = SIFS_US + 2 * SLOT_US;
+const CW_MIN: u64 = 31;
+const CW_MAX: u64 = 1023;
+/// An 802.11 ACK frame at 1 Mb/s (14 bytes), µs.
+const ACK_US: u64 = DSSS_PLCP_US + 14 * 8;
+/// Barker-11 spreading gain of 802.11b at 1 Mb/s (11 chips per bit).
+const DSSS_SPREADING_GAIN: f64 = 11.0;
+/// Effective WiFi noise floor over the 22 MHz channel, dBm: with the
+/// spreading gain it puts a 1,024-byte frame at −98 dBm at about 7 % packet
+/// error, the ESP32-C3 datasheet's sensitivity point (8 %).
+pub const WIFI_NOISE_FLOOR_DBM: f64 = -98.0;
+
+/// Airtime of an ESP-NOW frame with `payload_len` bytes at 802.11b
+/// 1 Mb/s, µs.
+pub fn espnow_airtime_us(payload_len: usize) -> u64 {
+    DSSS_PLCP_US + 8 * (payload_len + ESPNOW_OVERHEAD) as u64
+}
+
+/// Probability that an ESP-NOW frame of `len` payload bytes is lost at
+/// `snr_db` (over the 22 MHz channel): DBPSK, BER = ½·exp(−Eb/N0) with
+/// Eb/N0 = SNR × the spreading gain.
+pub fn espnow_packet_error(snr_db: f64, len: usize) -> f64 {
+    let ebn0 = 10f64.powf(snr_db / 10.0) * DSSS_SPREADING_GAIN;
+    let ber = 0.5 * (-ebn0).exp();
+    let bits = ((len + ESPNOW_OVERHEAD) as f64 + 24.0) * 8.0;
+    1.0 - (1.0 - ber).powf(bits)
+}
+
 /// One LoRa uplink as a gateway hears it.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct LoraRx {
@@ -122,6 +164,9 @@ pub struct Radio {
     cfg: RadioConfig,
     positions: Vec<(f64, f64)>,
     links: Vec<Vec<Link>>,
+    /// ESP-NOW peer tables: each node's `max_peers` strongest links, by
+    /// receiver index (empty under BLE).
+    peers: Vec<Vec<u32>>,
     exponent: f64,
     ref_1m: f64,
     /// LoRa path loss at 1 m, dB: calibrated so that the mean budget meets
@@ -135,17 +180,19 @@ pub struct Radio {
 
 impl Radio {
     /// Builds the link table of `positions` (node i at `positions[i]`,
-    /// transmitting at `tx_dbm[i]`).
+    /// transmitting at `tx_dbm[i]`; see [`Radio::node_tx_dbm`]) for the
+    /// configured bearer.
     pub fn new(cfg: &RadioConfig, world: &World, positions: &[(f64, f64)], tx_dbm: &[f64], seed: u64) -> Self {
+        let sensitivity = Self::sensitivity_of(cfg);
         let cal = RssiCalibration::SPEC;
         let exponent = f64::from(match cfg.environment.core() {
             krill_core::distance::Environment::Indoor => cal.exponent_indoor,
             krill_core::distance::Environment::Outdoor => cal.exponent_outdoor,
         });
         let ref_1m = f64::from(cal.rssi_ref_1m);
-        let max_tx = tx_dbm.iter().copied().fold(cfg.tx_power_dbm, f64::max);
+        let max_tx = tx_dbm.iter().copied().fold(Self::node_tx_dbm(cfg), f64::max);
         // Farthest distance at which a frame could still arrive.
-        let margin = max_tx + ref_1m + FADING_SIGMAS * (cfg.shadowing_sd_db + cfg.fading_sd_db) - cfg.sensitivity_dbm;
+        let margin = max_tx + ref_1m + FADING_SIGMAS * (cfg.shadowing_sd_db + cfg.fading_sd_db) - sensitivity;
         let range = 10f64.powf(margin.max(0.0) / (10.0 * exponent)).max(1.0);
         let grid = Grid::new(positions, range);
         let mut links = vec![Vec::new(); positions.len()];
@@ -161,11 +208,11 @@ impl Radio {
                 }
                 let shadow = cfg.shadowing_sd_db * link_normal(seed, i as u32, j as u32);
                 let pl = -ref_1m + 10.0 * exponent * d.max(0.1).log10();
-                let mean = tx_dbm.get(i).copied().unwrap_or(cfg.tx_power_dbm)
+                let mean = tx_dbm.get(i).copied().unwrap_or(Self::node_tx_dbm(cfg))
                     - pl
                     - shadow
                     - world.wall_loss_db((x, y), (xj, yj));
-                if mean + FADING_SIGMAS * cfg.fading_sd_db >= cfg.sensitivity_dbm {
+                if mean + FADING_SIGMAS * cfg.fading_sd_db >= sensitivity {
                     links[i].push(Link { to: j as u32, mean_rssi: mean as f32, distance_m: d as f32 });
                 }
             }
@@ -174,17 +221,74 @@ impl Radio {
         let lora_exponent = f64::from(cal.exponent_outdoor);
         let lora_loss_1m = (cfg.lora_range_m > 0.0)
             .then(|| LORA_TX_DBM - LORA_SENSITIVITY_DBM - 10.0 * lora_exponent * cfg.lora_range_m.log10());
-        Radio {
+        let mut radio = Radio {
             cfg: cfg.clone(),
             positions: positions.to_vec(),
             links,
+            peers: Vec::new(),
             exponent,
             ref_1m,
             lora_loss_1m,
             lora_exponent,
             world: world.clone(),
             seed,
+        };
+        radio.build_peers();
+        radio
+    }
+
+    /// Transmit power of a node on the configured bearer, dBm.
+    pub fn node_tx_dbm(cfg: &RadioConfig) -> f64 {
+        match cfg.bearer {
+            Bearer::Ble => cfg.tx_power_dbm,
+            Bearer::EspNow => cfg.esp_now.tx_power_dbm,
         }
+    }
+
+    fn sensitivity_of(cfg: &RadioConfig) -> f64 {
+        match cfg.bearer {
+            Bearer::Ble => cfg.sensitivity_dbm,
+            Bearer::EspNow => cfg.esp_now.sensitivity_dbm,
+        }
+    }
+
+    /// Removes every link from or to `nodes`: devices without the bearer's
+    /// radio (Dust nodes have no WiFi).
+    pub fn without_nodes(mut self, nodes: &[u32]) -> Self {
+        let off: std::collections::BTreeSet<u32> = nodes.iter().copied().collect();
+        for (i, links) in self.links.iter_mut().enumerate() {
+            if off.contains(&(i as u32)) {
+                links.clear();
+            } else {
+                links.retain(|l| !off.contains(&l.to));
+            }
+        }
+        self.build_peers();
+        self
+    }
+
+    fn build_peers(&mut self) {
+        self.peers.clear();
+        if self.cfg.bearer != Bearer::EspNow {
+            return;
+        }
+        let max = usize::from(self.cfg.esp_now.max_peers);
+        self.peers = self
+            .links
+            .iter()
+            .map(|links| {
+                let mut by_power: Vec<&Link> = links.iter().collect();
+                by_power.sort_by(|a, b| b.mean_rssi.total_cmp(&a.mean_rssi).then(a.to.cmp(&b.to)));
+                let mut p: Vec<u32> = by_power.iter().take(max).map(|l| l.to).collect();
+                p.sort_unstable();
+                p
+            })
+            .collect();
+    }
+
+    /// True if `to` is in `from`'s ESP-NOW peer table.
+    pub fn is_peer(&self, from: u32, to: u32) -> bool {
+        self.peers.get(from as usize).is_some_and(|p| p.binary_search(&to).is_ok())
     }
 
     /// The configuration.
@@ -234,13 +338,15 @@ impl Radio {
     }
 
     /// One frame over `link`: its RSSI, or `None` if it is lost. Extended
-    /// advertising is one packet ([`Radio::receive`]); legacy advertising
-    /// needs every segment, each faded and error-checked on its own (the
-    /// RSSI reported is the last segment's, as the reassembler reports it).
+    /// advertising and ESP-NOW are one packet ([`Radio::receive`]; ESP-NOW
+    /// refuses frames over 250 bytes); legacy advertising needs every
+    /// segment, each faded and error-checked on its own (the RSSI reported
+    /// is the last segment's, as the reassembler reports it).
     pub fn receive_frame(&self, link: &Link, len: usize, rng: &mut SimRng) -> Option<i8> {
-        match self.cfg.ble_adv {
-            BleAdv::Extended => self.receive(link, len, rng),
-            BleAdv::Legacy => {
+        match (self.cfg.bearer, self.cfg.ble_adv) {
+            (Bearer::EspNow, _) if len > ESPNOW_MAX_FRAME => None,
+            (Bearer::EspNow, _) | (Bearer::Ble, BleAdv::Extended) => self.receive(link, len, rng),
+            (Bearer::Ble, BleAdv::Legacy) => {
                 let mut rssi = None;
                 for pdu in legacy_pdus(len) {
                     rssi = Some(self.receive(link, pdu, rng)?);
@@ -253,9 +359,12 @@ impl Radio {
     /// Airtime of a `len`-byte frame from first bit to last, µs: one packet,
     /// or in legacy mode every segment on three channels back to back.
     pub fn frame_airtime_us(&self, len: usize) -> u64 {
-        match self.cfg.ble_adv {
-            BleAdv::Extended => ble_airtime_us(len),
-            BleAdv::Legacy => legacy_pdus(len).map(|p| 3 * (ble_airtime_us(p) + LEGACY_TURNAROUND_US)).sum(),
+        match (self.cfg.bearer, self.cfg.ble_adv) {
+            (Bearer::EspNow, _) => espnow_airtime_us(len),
+            (Bearer::Ble, BleAdv::Extended) => ble_airtime_us(len),
+            (Bearer::Ble, BleAdv::Legacy) => {
+                legacy_pdus(len).map(|p| 3 * (ble_airtime_us(p) + LEGACY_TURNAROUND_US)).sum()
+            }
         }
     }
 
@@ -268,20 +377,56 @@ impl Radio {
     /// sensitivity or a bit error), drawing fading from the sender's stream.
     pub fn receive(&self, link: &Link, len: usize, rng: &mut SimRng) -> Option<i8> {
         let rssi = f64::from(link.mean_rssi) + self.cfg.fading_sd_db * rng.normal();
-        if rssi < self.cfg.sensitivity_dbm {
+        if rssi < Self::sensitivity_of(&self.cfg) {
             return None;
         }
-        let per = ble_packet_error(rssi - self.cfg.noise_floor_dbm, len);
+        let per = self.packet_error(rssi, len);
         if rng.chance(per) {
             return None;
         }
         Some(rssi.round().clamp(-128.0, 127.0) as i8)
     }
 
-    /// Latency of a BLE frame of `len` bytes: stack latency, advertising
-    /// jitter and airtime.
-    pub fn ble_latency_us(&self, len: usize, rng: &mut SimRng) -> u64 {
-        self.cfg.stack_latency_us + rng.below(self.cfg.adv_jitter_us + 1) + self.frame_airtime_us(len)
+    fn packet_error(&self, rssi: f64, len: usize) -> f64 {
+        match self.cfg.bearer {
+            Bearer::Ble => ble_packet_error(rssi - self.cfg.noise_floor_dbm, len),
+            Bearer::EspNow => espnow_packet_error(rssi - WIFI_NOISE_FLOOR_DBM, len),
+        }
+    }
+
+    /// One ESP-NOW unicast from `from` over `link`, with its delay beyond
+    /// the first attempt, µs. To a peer, the MAC retransmits an
+    /// unacknowledged frame up to `retries` times, each after an ACK timeout
+    /// and a backoff from a doubled contention window (the ACK itself is
+    /// taken as received: it is short and sent at the same power). To
+    /// anyone else the frame takes the multicast fallback: one attempt.
+    /// Under BLE this is [`Radio::receive_frame`] (BLE Mesh unicast is an
+    /// advertisement too).
+    pub fn receive_unicast(&self, from: u32, link: &Link, len: usize, rng: &mut SimRng) -> Option<(i8, u64)> {
+        if self.cfg.bearer != Bearer::EspNow || !self.is_peer(from, link.to) {
+            return self.receive_frame(link, len, rng).map(|r| (r, 0));
+        }
+        let mut extra = 0;
+        let mut cw = CW_MIN;
+        for _ in 0..=self.cfg.esp_now.retries {
+            if let Some(rssi) = self.receive_frame(link, len, rng) {
+                return Some((rssi, extra));
+            }
+            cw = (2 * cw + 1).min(CW_MAX);
+            extra += SIFS_US + ACK_US + DIFS_US + SLOT_US * rng.below(cw + 1) + espnow_airtime_us(len);
+        }
+        None
+    }
+
+    /// Latency of a frame of `len` bytes: stack latency, then the BLE
+    /// advertising jitter or the WiFi channel access (DIFS and a backoff
+    /// from the initial contention window), then airtime.
+    pub fn frame_latency_us(&self, len: usize, rng: &mut SimRng) -> u64 {
+        let access = match self.cfg.bearer {
+            Bearer::Ble => rng.below(self.cfg.adv_jitter_us + 1),
+            Bearer::EspNow => DIFS_US + SLOT_US * rng.below(CW_MIN + 1),
+        };
+        self.cfg.stack_latency_us + access + self.frame_airtime_us(len)
     }
 
     /// The smallest latency of any link: the engine's lookahead.
@@ -294,9 +439,10 @@ impl Radio {
     /// advertising, the product over its segments for legacy (what
     /// [`Radio::receive_frame`] draws from).
     pub fn frame_delivery_probability(&self, link: &Link, len: usize) -> f64 {
-        match self.cfg.ble_adv {
-            BleAdv::Extended => self.delivery_probability(link, len),
-            BleAdv::Legacy => legacy_pdus(len).map(|p| self.delivery_probability(link, p)).product(),
+        match (self.cfg.bearer, self.cfg.ble_adv) {
+            (Bearer::EspNow, _) if len > ESPNOW_MAX_FRAME => 0.0,
+            (Bearer::EspNow, _) | (Bearer::Ble, BleAdv::Extended) => self.delivery_probability(link, len),
+            (Bearer::Ble, BleAdv::Legacy) => legacy_pdus(len).map(|p| self.delivery_probability(link, p)).product(),
         }
     }
 
@@ -306,10 +452,10 @@ impl Radio {
     pub fn delivery_probability(&self, link: &Link, len: usize) -> f64 {
         let mean = f64::from(link.mean_rssi);
         let ok = |rssi: f64| {
-            if rssi < self.cfg.sensitivity_dbm {
+            if rssi < Self::sensitivity_of(&self.cfg) {
                 0.0
             } else {
-                1.0 - ble_packet_error(rssi - self.cfg.noise_floor_dbm, len)
+                1.0 - self.packet_error(rssi, len)
             }
         };
         let sd = self.cfg.fading_sd_db;
@@ -583,8 +729,92 @@ mod tests {
 
     fn line(n: usize, spacing: f64, cfg: &RadioConfig) -> Radio {
         let pos: Vec<_> = (0..n).map(|i| (i as f64 * spacing, 0.0)).collect();
-        let tx = vec![cfg.tx_power_dbm; n];
+        let tx = vec![Radio::node_tx_dbm(cfg); n];
         Radio::new(cfg, &World::new(&WorldConfig::default()), &pos, &tx, 1)
+    }
+
+    fn esp_now(environment: crate::scenario::Environment) -> RadioConfig {
+        RadioConfig { environment, bearer: Bearer::EspNow, ..RadioConfig::default() }
+    }
+
+    #[test]
+    fn espnow_airtime_and_sensitivity_match_the_datasheets() {
+        // 802.11b 1 Mb/s long preamble: 192 µs + 8 µs per byte of the
+        // 293-byte MPDU that carries 250 payload bytes.
+        assert_eq!(espnow_airtime_us(250), 192 + 8 * 293);
+        // ESP32-C3: −98 dBm sensitivity at 1 Mb/s for ≤ 8 % PER of a
+        // 1,024-byte frame (our frames are ≤ 250 bytes, so lower).
+        let per = espnow_packet_error(-98.0 - WIFI_NOISE_FLOOR_DBM, 1024 - ESPNOW_OVERHEAD - 24);
+        assert!((0.04..=0.10).contains(&per), "{per}");
+        assert!(espnow_packet_error(-3.0, 90) > 0.5);
+        assert!(espnow_packet_error(6.0, 90) < 1e-9);
+    }
+
+    #[test]
+    fn espnow_reaches_past_ble_range_and_refuses_oversized_frames() {
+        use crate::scenario::Environment::Outdoor;
+        let ble = RadioConfig { environment: Outdoor, ..RadioConfig::default() };
+        let (b, e) = (line(2, 150.0, &ble), line(2, 150.0, &esp_now(Outdoor)));
+        assert!(b.links(0).is_empty(), "BLE at 0 dBm does not reach 150 m outdoors");
+        let l = e.links(0)[0];
+        assert!(e.frame_delivery_probability(&l, 90) > 0.99);
+        assert_eq!(e.frame_delivery_probability(&l, ESPNOW_MAX_FRAME + 1), 0.0);
+        let mut rng = SimRng::stream(1, Purpose::Radio, 0);
+        assert!(e.receive_frame(&l, ESPNOW_MAX_FRAME + 1, &mut rng).is_none());
+        assert_eq!(e.frame_airtime_us(90), espnow_airtime_us(90));
+    }
+
+    #[test]
+    fn espnow_peers_are_the_strongest_links_and_nodes_without_wifi_have_none() {
+        let mut cfg = esp_now(crate::scenario::Environment::Indoor);
+        cfg.esp_now.max_peers = 3;
+        let r = line(8, 4.0, &cfg);
+        assert_eq!(r.links(0).len(), 7);
+        let strongest = |r: &Radio| {
+            let mut l: Vec<Link> = r.links(0).to_vec();
+            l.sort_by(|a, b| b.mean_rssi.total_cmp(&a.mean_rssi));
+            let mut top: Vec<u32> = l.iter().take(3).map(|l| l.to).collect();
+            top.sort_unstable();
+            top
+        };
+        let peers = |r: &Radio| (0..8).filter(|&j| r.is_peer(0, j)).collect::<Vec<u32>>();
+        assert_eq!(peers(&r), strongest(&r));
+        let dropped = strongest(&r)[0];
+        let r = r.without_nodes(&[dropped]);
+        assert!(r.links(dropped).is_empty() && r.links(0).iter().all(|l| l.to != dropped));
+        assert_eq!(peers(&r), strongest(&r));
+        assert!(!peers(&r).contains(&dropped));
+    }
+
+    #[test]
+    fn espnow_unicast_to_a_peer_is_retried_and_the_fallback_is_not() {
+        use crate::scenario::Environment::Outdoor;
+        let mut cfg = esp_now(Outdoor);
+        cfg.shadowing_sd_db = 0.0;
+        let r = line(2, 100.0, &cfg);
+        // Put the link at the edge: one attempt in three arrives.
+        let edge = r.mean_rssi_for_delivery(0.3, 90);
+        let mut l = r.links(0)[0];
+        l.mean_rssi = edge as f32;
+        let mut rng = SimRng::stream(7, Purpose::Radio, 0);
+        let trials = 4_000;
+        let (mut ok, mut delayed) = (0, 0);
+        for _ in 0..trials {
+            if let Some((_, extra)) = r.receive_unicast(0, &l, 90, &mut rng) {
+                ok += 1;
+                delayed += usize::from(extra > 0);
+            }
+        }
+        // 8 attempts at 0.3: 1 − 0.7⁸ ≈ 0.94.
+        let p = ok as f64 / trials as f64;
+        assert!((0.92..=0.96).contains(&p), "{p}");
+        assert!(delayed > ok / 2, "most successes needed a retry: {delayed} of {ok}");
+        let mut cfg1 = cfg.clone();
+        cfg1.esp_now.max_peers = 1;
+        let single = Radio { peers: vec![vec![], vec![]], ..line(2, 100.0, &cfg1) };
+        let fallback = (0..trials).filter(|_| single.receive_unicast(0, &l, 90, &mut rng).is_some()).count();
+        let p = fallback as f64 / trials as f64;
+        assert!((0.27..=0.33).contains(&p), "not a peer: one attempt, {p}");
     }
 
     #[test]

@@ -137,6 +137,42 @@ pub enum BleAdv {
     Legacy,
 }
 
+/// The link between ESP32-class nodes (Nano, Gateway, Full; ES-12.2,
+/// ES-12.3). Dust nodes (nRF52840) have no WiFi: under `EspNow` they reach
+/// the mesh only through LoRa gateways.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub enum Bearer {
+    /// BLE advertising (see [`BleAdv`]), the spec's primary bearer.
+    #[default]
+    Ble,
+    /// ESP-NOW on the WiFi PHY (802.11b DSSS at 1 Mb/s): broadcasts without
+    /// acknowledgement, unicasts to a registered peer acknowledged and
+    /// retried by the MAC, unicasts to anyone else over the UDP multicast
+    /// fallback (no acknowledgement).
+    EspNow,
+}
+
+/// ESP-NOW parameters (ES-12.3); used when `radio.bearer` is `EspNow`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct EspNowConfig {
+    /// WiFi transmit power, dBm (ESP32-C3: up to 21 dBm at 802.11b 1 Mb/s).
+    pub tx_power_dbm: f64,
+    /// Receiver sensitivity, dBm (ESP32-C3 datasheet: −98 dBm at 1 Mb/s).
+    pub sensitivity_dbm: f64,
+    /// Hardware peer table size (ES-12.3: 20): a node's peers are its
+    /// strongest links; unicasts to anyone else take the multicast fallback.
+    pub max_peers: u8,
+    /// MAC retransmissions of an unacknowledged unicast to a peer.
+    pub retries: u8,
+}
+
+impl Default for EspNowConfig {
+    fn default() -> Self {
+        EspNowConfig { tx_power_dbm: 20.0, sensitivity_dbm: -98.0, max_peers: 20, retries: 7 }
+    }
+}
+
 /// Largest `radio.relay_ttl`: ES-15.4's widest TTL (vaccines).
 pub const MAX_RELAY_TTL: u8 = 10;
 
@@ -171,6 +207,10 @@ pub struct RadioConfig {
     /// `relay_ttl − hops` > 0, so frames reach `relay_ttl + 1` radio hops.
     /// 0 (the default here) turns relaying off.
     pub relay_ttl: u8,
+    /// Bearer between ESP32-class nodes: BLE (default) or ESP-NOW.
+    pub bearer: Bearer,
+    /// ESP-NOW settings, for `bearer: EspNow`.
+    pub esp_now: EspNowConfig,
     /// LoRa duty cycle, fraction (ES-12.4: 1 %).
     pub lora_duty_cycle: f64,
     /// LoRa range with SF12, m.
@@ -191,6 +231,8 @@ impl Default for RadioConfig {
             collisions: false,
             ble_adv: BleAdv::Extended,
             relay_ttl: 0,
+            bearer: Bearer::Ble,
+            esp_now: EspNowConfig::default(),
             lora_duty_cycle: 0.01,
             lora_range_m: 2_000.0,
         }
@@ -788,6 +830,26 @@ impl Scenario {
         if r.stack_latency_us == 0 {
             return Err("`radio.stack_latency_us` must be at least 1 (it is the engine's lookahead)".into());
         }
+        if r.bearer == Bearer::EspNow {
+            let e = &r.esp_now;
+            if !(-40.0..=21.0).contains(&e.tx_power_dbm) {
+                return Err(format!("`radio.esp_now.tx_power_dbm` is {}: give −40 to 21 dBm", e.tx_power_dbm));
+            }
+            if !(-110.0..=-50.0).contains(&e.sensitivity_dbm) {
+                return Err(format!("`radio.esp_now.sensitivity_dbm` is {}: give −110 to −50 dBm", e.sensitivity_dbm));
+            }
+            if e.max_peers == 0 || e.retries > 15 {
+                return Err("`radio.esp_now`: give `max_peers` ≥ 1 and `retries` ≤ 15".into());
+            }
+            let ble_only = [
+                (r.relay_ttl > 0, "`relay_ttl` (ESP-NOW has no mesh relay)"),
+                (r.ble_adv == BleAdv::Legacy, "`ble_adv: Legacy`"),
+                (r.collisions, "`collisions` (WiFi's CSMA/CA is not modelled)"),
+            ];
+            if let Some((_, what)) = ble_only.iter().find(|(on, _)| *on) {
+                return Err(format!("`radio.bearer: EspNow` cannot be combined with {what}: remove one of them"));
+            }
+        }
         for (i, p) in self.nodes.iter().enumerate() {
             match &p.layout {
                 Layout::Grid { spacing_m, .. } if !finite_pos(*spacing_m) => {
@@ -936,5 +998,23 @@ mod tests {
             MINI.replace("nodes:", "attacks: [(node: 9, start_s: 0, kind: Spike(offset: 5))],\n        nodes:");
         let e = Scenario::parse(&attack, "a.ron").unwrap_err().to_string();
         assert!(e.contains("node 9") && e.contains("0..3"), "{e}");
+    }
+
+    #[test]
+    fn espnow_refuses_the_ble_only_settings() {
+        let with = |radio: &str| MINI.replace("nodes:", &format!("radio: ({radio}),\n        nodes:"));
+        let ok = Scenario::parse(&with("bearer: EspNow, esp_now: (max_peers: 8)"), "e.ron").unwrap();
+        assert_eq!((ok.radio.bearer, ok.radio.esp_now.max_peers), (Bearer::EspNow, 8));
+        for (radio, needle) in [
+            ("bearer: EspNow, relay_ttl: 3", "relay_ttl"),
+            ("bearer: EspNow, ble_adv: Legacy", "Legacy"),
+            ("bearer: EspNow, collisions: true", "collisions"),
+            ("bearer: EspNow, esp_now: (tx_power_dbm: 30)", "tx_power_dbm"),
+            ("bearer: EspNow, esp_now: (max_peers: 0)", "max_peers"),
+            ("bearer: Wifi", "Wifi"),
+        ] {
+            let e = Scenario::parse(&with(radio), "e.ron").unwrap_err().to_string();
+            assert!(e.contains(needle), "{radio}: {e}");
+        }
     }
 }

@@ -499,7 +499,7 @@ impl SimModel {
         let airtime = self.radio.frame_airtime_us(frame.len());
         n.log.ble_airtime_us += airtime;
         let bytes: Arc<[u8]> = Arc::from(frame);
-        let lat = self.radio.ble_latency_us(frame.len(), &mut n.radio_rng);
+        let lat = self.radio.frame_latency_us(frame.len(), &mut n.radio_rng);
         if self.radio.config().collisions {
             // Half duplex: the node hears nothing while its frame is on air.
             n.ble_rx.transmitting(t + lat - airtime, t + lat);
@@ -508,9 +508,13 @@ impl SimModel {
             if only.is_some_and(|o| o != link.to) || self.partitioned(t, me, link.to) {
                 continue;
             }
-            if let Some(rssi) = self.radio.receive_frame(link, frame.len(), &mut n.radio_rng) {
+            let rx = match only {
+                None => self.radio.receive_frame(link, frame.len(), &mut n.radio_rng).map(|r| (r, 0)),
+                Some(_) => self.radio.receive_unicast(me, link, frame.len(), &mut n.radio_rng),
+            };
+            if let Some((rssi, retry_us)) = rx {
                 let ev = SimEvent::Frame { bytes: bytes.clone(), rssi, from: me, hops, broadcast: only.is_none() };
-                ctx.schedule(t + lat, class::DELIVERY, link.to, ev)?;
+                ctx.schedule(t + lat + retry_us, class::DELIVERY, link.to, ev)?;
             }
         }
         Ok(())
@@ -825,7 +829,7 @@ impl Simulation {
             cfg_base.timers.heartbeat_ms = v;
         }
         cfg_base.environment = s.radio.environment.core();
-        cfg_base.tx_power_dbm = s.radio.tx_power_dbm.round().clamp(-40.0, 20.0) as i8;
+        cfg_base.tx_power_dbm = Radio::node_tx_dbm(&s.radio).round().clamp(-40.0, 20.0) as i8;
         if let Start::Warm { warmup_s } = s.start {
             // Neonatal periods end shortly before t = 0 so profiles are frozen
             // from the benign warm-up.
@@ -864,8 +868,12 @@ impl Simulation {
             Keys::Real => Arc::new(|id: &Identity| Box::new(RealCrypto::new(id)) as Box<dyn crate::attack::DynCrypto>),
         };
         let pos_only: Vec<(f64, f64)> = placed.iter().map(|p| (p.0, p.1)).collect();
-        let tx: Vec<f64> = vec![s.radio.tx_power_dbm; n];
-        let radio = Radio::new(&s.radio, &world, &pos_only, &tx, seed);
+        let tx: Vec<f64> = vec![Radio::node_tx_dbm(&s.radio); n];
+        let mut radio = Radio::new(&s.radio, &world, &pos_only, &tx, seed);
+        if s.radio.bearer == crate::scenario::Bearer::EspNow {
+            let no_wifi: Vec<u32> = (0..n as u32).filter(|&i| placed[i as usize].2 == NodeClass::Dust).collect();
+            radio = radio.without_nodes(&no_wifi);
+        }
         let gateways: Vec<u32> = (0..n as u32).filter(|&i| placed[i as usize].2 == NodeClass::Gateway).collect();
         let fulls: Vec<u32> = (0..n as u32).filter(|&i| placed[i as usize].2 == NodeClass::Full).collect();
 

@@ -16,8 +16,8 @@ use krill_sim::radio::{
 };
 use krill_sim::rng::{Purpose, SimRng};
 use krill_sim::scenario::{
-    Environment, Expectation, FieldConfig, Layout, NodeClass, Quantity, RadioConfig, Scenario, Start, WorldConfig,
-    WorldEvent,
+    Bearer, Environment, Expectation, FieldConfig, Layout, NodeClass, Quantity, RadioConfig, Scenario, Start,
+    WorldConfig, WorldEvent,
 };
 use krill_sim::sim::{FirmwareKind, Simulation};
 use krill_sim::summary::{RunSummary, Series};
@@ -249,6 +249,39 @@ fn city_1000_has_10_to_20_neighbours_each_and_runs() {
     assert!((10.0..=20.0).contains(&r.mean_degree), "{}", r.mean_degree);
     assert!(r.component_sizes[0] >= 950, "{:?}", &r.component_sizes[..r.component_sizes.len().min(5)]);
     assert!(received > 1_000 && events > received, "{received} {events}");
+}
+
+#[test]
+fn espnow_field_is_one_hop_wide_over_wifi_and_dust_stays_off_it() {
+    let s = scenario("esp-now.ron");
+    assert_eq!(s.radio.bearer, Bearer::EspNow);
+    let pos = grid_positions(&s);
+    let degree = |cfg: &RadioConfig| {
+        let tx = vec![Radio::node_tx_dbm(cfg); pos.len()];
+        let r = Radio::new(cfg, &World::new(&s.world), &pos, &tx, 1);
+        Topology::new(&r, TRACE_LEN, &[], |_, _| true).report(&[]).mean_degree
+    };
+    let wifi = degree(&s.radio);
+    let ble = degree(&RadioConfig { bearer: Bearer::Ble, ..s.radio.clone() });
+    assert!(wifi > 28.0, "every node hears the other 29 over ESP-NOW: {wifi}");
+    assert!(ble < wifi, "{ble} vs {wifi}");
+    // Gateways and Dust: the Dust sensors keep their LoRa uplinks only.
+    let mut gd = scenario("gateway-dust.ron");
+    gd.radio.bearer = Bearer::EspNow;
+    gd.start = Start::Cold;
+    gd.duration_s = 5;
+    let dust: Vec<usize> = big_stack(move || {
+        let sim = match Simulation::new(&gd, 1, FirmwareKind::Core, 1) {
+            Ok(sim) => sim,
+            Err(e) => panic!("{e}"),
+        };
+        let m = sim.model();
+        let dust: Vec<u32> =
+            (0..m.info().len() as u32).filter(|&i| m.info()[i as usize].class == NodeClass::Dust).collect();
+        assert!(!dust.is_empty());
+        dust.iter().map(|&d| m.radio().links(d).len()).collect()
+    });
+    assert!(dust.iter().all(|&n| n == 0), "{dust:?}");
 }
 
 /// Who rejected whom among honest nodes: (monitor, subject) pairs, when
