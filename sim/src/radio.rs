@@ -164,6 +164,16 @@ pub fn espnow_packet_error(snr_db: f64, len: usize) -> f64 {
     1.0 - (1.0 - ber).powf(bits)
 }
 
+/// When a frame arrives after it was handed to the radio.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FrameTiming {
+    /// From the send to the end of the frame (its last segment), µs.
+    pub latency_us: u64,
+    /// From the end of the first segment to the end of the last, µs (0 for
+    /// an unsegmented frame).
+    pub reassembly_us: u64,
+}
+
 /// One LoRa uplink as a gateway hears it.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct LoraRx {
@@ -370,8 +380,8 @@ impl Radio {
         }
     }
 
-    /// Airtime of a `len`-byte frame from first bit to last, µs: one packet,
-    /// or in legacy mode every segment on three channels back to back.
+    /// Airtime of a `len`-byte frame, µs: one packet, or in legacy mode the
+    /// sum of its segments' advertising events (three channels each).
     pub fn frame_airtime_us(&self, len: usize) -> u64 {
         match (self.cfg.bearer, self.cfg.ble_adv) {
             (Bearer::EspNow, _) => espnow_airtime_us(len),
@@ -432,15 +442,46 @@ impl Radio {
         None
     }
 
-    /// Latency of a frame of `len` bytes: stack latency, then the BLE
-    /// advertising jitter or the WiFi channel access (DIFS and a backoff
-    /// from the initial contention window), then airtime.
-    pub fn frame_latency_us(&self, len: usize, rng: &mut SimRng) -> u64 {
-        let access = match self.cfg.bearer {
-            Bearer::Ble => rng.below(self.cfg.adv_jitter_us + 1),
-            Bearer::EspNow => DIFS_US + SLOT_US * rng.below(CW_MIN + 1),
-        };
-        self.cfg.stack_latency_us + access + self.frame_airtime_us(len)
+    /// When a frame of `len` bytes arrives, and how long its reassembly
+    /// took. Extended advertising and ESP-NOW: stack latency, the BLE
+    /// advertising delay or the WiFi channel access (DIFS and a backoff
+    /// from the initial contention window), then airtime. Legacy
+    /// advertising (ES-12.2, "4 segments → 4 × advertising events"): each
+    /// segment is one advertising event on the three channels, the next one
+    /// `legacy_interval_ms` plus a fresh advertising delay later; the
+    /// reassembly runs from the end of the first segment to the end of the
+    /// last.
+    pub fn frame_timing(&self, len: usize, rng: &mut SimRng) -> FrameTiming {
+        let stack = self.cfg.stack_latency_us;
+        match (self.cfg.bearer, self.cfg.ble_adv) {
+            (Bearer::EspNow, _) => FrameTiming {
+                latency_us: stack + DIFS_US + SLOT_US * rng.below(CW_MIN + 1) + espnow_airtime_us(len),
+                reassembly_us: 0,
+            },
+            (Bearer::Ble, BleAdv::Extended) => FrameTiming {
+                latency_us: stack + rng.below(self.cfg.adv_jitter_us + 1) + ble_airtime_us(len),
+                reassembly_us: 0,
+            },
+            (Bearer::Ble, BleAdv::Legacy) => {
+                let burst = |p: usize| 3 * (ble_airtime_us(p) + LEGACY_TURNAROUND_US);
+                let mut at = stack + rng.below(self.cfg.adv_jitter_us + 1);
+                let (mut first_end, mut last_end) = (None, 0);
+                for (k, p) in legacy_pdus(len).enumerate() {
+                    if k > 0 {
+                        at += u64::from(self.cfg.legacy_interval_ms) * 1_000 + rng.below(self.cfg.adv_jitter_us + 1);
+                    }
+                    last_end = at + burst(p);
+                    first_end.get_or_insert(last_end);
+                }
+                FrameTiming { latency_us: last_end, reassembly_us: last_end - first_end.unwrap_or(last_end) }
+            }
+        }
+    }
+
+    /// True if a frame whose reassembly took `t` is discarded: elapsed ≥
+    /// `reassembly_timeout_ms`, as the core's `Reassembler` rules.
+    pub fn reassembly_times_out(&self, timing: &FrameTiming) -> bool {
+        timing.reassembly_us > 0 && timing.reassembly_us >= u64::from(self.cfg.reassembly_timeout_ms) * 1_000
     }
 
     /// The smallest latency of any link: the engine's lookahead.
@@ -853,6 +894,40 @@ mod tests {
                 assert_eq!(espnow_packet_error(snr, len), full(snr, bits, DSSS_SPREADING_GAIN), "{snr} {len}");
             }
         }
+    }
+
+    #[test]
+    fn legacy_segments_go_one_per_advertising_event_and_long_frames_time_out() {
+        let cfg = RadioConfig { ble_adv: BleAdv::Legacy, ..RadioConfig::default() };
+        let r = line(2, 5.0, &cfg);
+        let mut rng = SimRng::stream(3, Purpose::Radio, 0);
+        let burst = |p: usize| 3 * (ble_airtime_us(p) + LEGACY_TURNAROUND_US);
+        for _ in 0..200 {
+            // A trace: 4 segments, three intervals of 100 ms + advDelay.
+            let t = r.frame_timing(90, &mut rng);
+            assert!((302_000..=342_000 + 2 * 3_000).contains(&t.latency_us), "{t:?}");
+            // From the end of the first segment (39 B) to the end of the last (29 B).
+            let shorter_last = burst(39) - burst(29);
+            assert!((300_000 - shorter_last..=330_000 - shorter_last).contains(&t.reassembly_us), "{t:?}");
+            assert!(!r.reassembly_times_out(&t), "{t:?}");
+            // 200 bytes: 8 segments span at least 700 ms.
+            let long = r.frame_timing(200, &mut rng);
+            assert!(long.reassembly_us >= 700_000 && r.reassembly_times_out(&long), "{long:?}");
+            // A single segment has nothing to reassemble.
+            let one = r.frame_timing(20, &mut rng);
+            assert_eq!(one.reassembly_us, 0);
+            assert!(!r.reassembly_times_out(&one));
+        }
+        let fast = line(2, 5.0, &RadioConfig { legacy_interval_ms: 20, ..cfg.clone() });
+        let t = fast.frame_timing(200, &mut rng);
+        assert!(t.reassembly_us < 250_000 && !fast.reassembly_times_out(&t), "{t:?}");
+        let patient = line(2, 5.0, &RadioConfig { reassembly_timeout_ms: 3_500, ..cfg });
+        assert!(!patient.reassembly_times_out(&patient.frame_timing(200, &mut rng)));
+        // Extended advertising: one packet, the old latency draw.
+        let ext = line(2, 5.0, &RadioConfig::default());
+        let t = ext.frame_timing(90, &mut SimRng::stream(3, Purpose::Radio, 0));
+        let jitter = SimRng::stream(3, Purpose::Radio, 0).below(10_001);
+        assert_eq!(t, FrameTiming { latency_us: 2_000 + jitter + ble_airtime_us(90), reassembly_us: 0 });
     }
 
     #[test]

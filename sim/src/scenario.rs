@@ -202,6 +202,11 @@ pub struct RadioConfig {
     /// BLE bearer: extended advertising (one packet per frame) or legacy
     /// advertising with ES-12.2 segmentation (the nRF52840 image's bearer).
     pub ble_adv: BleAdv,
+    /// Legacy advertising interval, ms: one segment per advertising event
+    /// (ES-12.2: 100 ms in the active phase, 1000 ms asleep).
+    pub legacy_interval_ms: u32,
+    /// Legacy reassembly timeout, ms (ES-12.2: 500), from the first segment.
+    pub reassembly_timeout_ms: u32,
     /// BLE Mesh relay TTL (ES-12.2, ES-15.4; the spec's default is 3):
     /// Nano, gateway and Full nodes rebroadcast each new frame while
     /// `relay_ttl − hops` > 0, so frames reach `relay_ttl + 1` radio hops.
@@ -230,6 +235,8 @@ impl Default for RadioConfig {
             adv_jitter_us: 10_000,
             collisions: false,
             ble_adv: BleAdv::Extended,
+            legacy_interval_ms: 100,
+            reassembly_timeout_ms: 500,
             relay_ttl: 0,
             bearer: Bearer::Ble,
             esp_now: EspNowConfig::default(),
@@ -829,6 +836,15 @@ impl Scenario {
         }
         if r.stack_latency_us == 0 {
             return Err("`radio.stack_latency_us` must be at least 1 (it is the engine's lookahead)".into());
+        }
+        if !(20..=10_240).contains(&r.legacy_interval_ms) {
+            return Err(format!(
+                "`radio.legacy_interval_ms` is {}: give a BLE advertising interval of 20 to 10240 ms",
+                r.legacy_interval_ms
+            ));
+        }
+        if !(1..=60_000).contains(&r.reassembly_timeout_ms) {
+            return Err(format!("`radio.reassembly_timeout_ms` is {}: give 1 to 60000 ms", r.reassembly_timeout_ms));
         }
         if r.bearer == Bearer::EspNow {
             let e = &r.esp_now;

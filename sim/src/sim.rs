@@ -199,6 +199,8 @@ pub struct NodeLog {
     pub lora_airtime_us: u64,
     /// BLE airtime used, µs.
     pub ble_airtime_us: u64,
+    /// Legacy frames sent whose segments spanned the reassembly timeout.
+    pub reassembly_timeouts: u64,
     /// Frames of other nodes relayed (BLE Mesh relay, ES-12.2).
     pub relayed: u64,
     /// Frames it should have relayed but its firmware declined to.
@@ -499,10 +501,16 @@ impl SimModel {
         let airtime = self.radio.frame_airtime_us(frame.len());
         n.log.ble_airtime_us += airtime;
         let bytes: Arc<[u8]> = Arc::from(frame);
-        let lat = self.radio.frame_latency_us(frame.len(), &mut n.radio_rng);
+        let timing = self.radio.frame_timing(frame.len(), &mut n.radio_rng);
+        let lat = timing.latency_us;
         if self.radio.config().collisions {
             // Half duplex: the node hears nothing while its frame is on air.
             n.ble_rx.transmitting(t + lat - airtime, t + lat);
+        }
+        if self.radio.reassembly_times_out(&timing) {
+            // Its segments went out, but no receiver can put them together.
+            n.log.reassembly_timeouts += 1;
+            return Ok(());
         }
         for link in self.radio.links(me) {
             if only.is_some_and(|o| o != link.to) || self.partitioned(t, me, link.to) {
