@@ -17,22 +17,27 @@
 //!    `&self`, so it cannot charge or record anything, whoever sent the frame;
 //! 3. verify the Ed25519 signature with the *registered* key of the sender
 //!    (frames from unknown ids stop here), then call
-//!    [`Unverified::signature_verified`];
-//! 4. [`Guards::admit_verified`] — re-checks, then charges the rate bucket
-//!    and the flood counter and marks the sequence number seen, only for
-//!    verified, non-duplicate frames from known ids;
+//!    [`Unverified::signature_verified`] (or, for a frame without a sequence
+//!    number, [`Unverified::signature_verified_with`] and its signature);
+//! 4. [`Guards::admit_verified`] — re-checks, drops a frame whose signed
+//!    content was charged within the content window (a relayed copy, see
+//!    [`content`]), then charges the rate bucket and the flood counter and
+//!    marks the sequence number or content seen, only for verified,
+//!    non-duplicate frames from known ids;
 //! 5. dispatch; relay decisions ([`Guards::relay`]) come after admission.
 //!
 //! Tables are keyed by `(DeviceId, u8)` where the `u8` is the ES-2.2
 //! message-type code (see [`msg`]): the message-type enum belongs to the
 //! wire module, and a plain code keeps unknown types countable.
 
+pub mod content;
 pub mod duplicate;
 pub mod flood;
 pub mod rate;
 pub mod relay;
 pub mod segment;
 
+pub use content::{content_key, ContentCache, ContentKey, ContentVerdict, CONTENT_CACHE_LEN, CONTENT_WINDOW_S};
 pub use duplicate::{DuplicateDetector, Freshness, SeqVerdict, SeqWindow};
 pub use flood::{FloodConfig, FloodDetector, FloodVerdict};
 pub use rate::{RateConfig, RateLimiter, RateRule};
@@ -90,7 +95,8 @@ pub enum DropReason {
     /// The sender is blacklisted (ES-15.3); dropped before verification.
     Blacklisted,
     /// The sequence number was seen, or lies 1–32 steps behind the window
-    /// (ES-15.2).
+    /// (ES-15.2), or a frame without one carries signed content admitted or
+    /// rate-limited within the content window (a relayed copy).
     Duplicate,
     /// The signed timestamp is older than the freshness window allows
     /// against the receiver's clock (SPEC-NOTES 17).
@@ -187,12 +193,22 @@ pub struct GuardConfig {
     pub flood: FloodConfig,
     /// Relay TTLs (ES-15.4).
     pub relay: RelayConfig,
+    /// Seconds within which a frame without a sequence number whose signed
+    /// content was already charged is a duplicate ([`content`]); `None`
+    /// is the spec, which charges every copy.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub content_window: Option<u32>,
 }
 
 impl GuardConfig {
-    /// The spec's values with the default [`Freshness`] window.
+    /// The spec's values with the default [`Freshness`] window and the
+    /// content window for relayed copies.
     pub fn recommended() -> Self {
-        GuardConfig { freshness: Some(Freshness::default()), ..GuardConfig::default() }
+        GuardConfig {
+            freshness: Some(Freshness::default()),
+            content_window: Some(CONTENT_WINDOW_S),
+            ..GuardConfig::default()
+        }
     }
 }
 
@@ -213,7 +229,16 @@ impl Unverified {
     /// Call only after the Ed25519 signature verified against the key
     /// registered for `meta().sender`; unknown senders never get here.
     pub fn signature_verified(self) -> Verified {
-        Verified { meta: self.meta }
+        Verified { meta: self.meta, content: None }
+    }
+
+    /// [`signature_verified`](Self::signature_verified) for a frame whose
+    /// verified signature is `signature`, heard `direct`ly from its sender
+    /// or over relays: a frame without a sequence number is then also
+    /// checked against, and recorded in, the content cache.
+    pub fn signature_verified_with(self, signature: &[u8], direct: bool) -> Verified {
+        let content = if self.meta.seq.is_none() { content_key(signature) } else { None };
+        Verified { meta: self.meta, content: content.map(|k| (k, direct)) }
     }
 }
 
@@ -223,6 +248,7 @@ impl Unverified {
 #[must_use = "pass to admit_verified()"]
 pub struct Verified {
     meta: FrameMeta,
+    content: Option<(ContentKey, bool)>,
 }
 
 impl Verified {
@@ -243,6 +269,7 @@ pub struct Guards<const D: usize = GUARD_DEVICES, const B: usize = RATE_BUCKETS>
     dup: DuplicateDetector<D>,
     flood: FloodDetector<D>,
     relay: RelayCache<RELAY_CACHE_LEN>,
+    content: ContentCache<CONTENT_CACHE_LEN>,
 }
 
 impl<const D: usize, const B: usize> Guards<D, B> {
@@ -254,6 +281,7 @@ impl<const D: usize, const B: usize> Guards<D, B> {
             dup: DuplicateDetector::new(),
             flood: FloodDetector::new(),
             relay: RelayCache::new(),
+            content: ContentCache::new(),
         }
     }
 
@@ -278,12 +306,27 @@ impl<const D: usize, const B: usize> Guards<D, B> {
     }
 
     /// Stage 4, after verification: re-checks (state may have moved since
-    /// the precheck), then charges the rate bucket; a rate-limited frame
-    /// feeds the flood counter. An admitted frame's sequence number and
-    /// timestamp are recorded.
+    /// the precheck), drops a copy of content charged within the content
+    /// window (a first direct copy after relayed ones of an admitted frame
+    /// passes uncharged), then charges the rate bucket; a rate-limited
+    /// frame feeds the flood counter. An admitted frame's sequence number
+    /// and timestamp are recorded, and the content key of an admitted or
+    /// rate-limited one.
     pub fn admit_verified(&mut self, frame: Verified, now: Timestamp) -> Result<(), DropReason> {
         let meta = frame.meta;
         self.check_only(&meta, now)?;
+        let content = frame.content.zip(self.config.content_window);
+        if let Some(((key, direct), window)) = content {
+            match self.content.check(&key, direct, now, window) {
+                ContentVerdict::New => {}
+                ContentVerdict::Copy => return Err(DropReason::Duplicate),
+                // Charged with the relayed copy already.
+                ContentVerdict::FirstDirect(i) => {
+                    self.content.mark_direct(i);
+                    return Ok(());
+                }
+            }
+        }
         let fresh = self.config.freshness;
         let dup_slot = if meta.seq.is_some() || meta.timestamp.is_some() {
             Some(self.dup.slot_for(meta.sender, meta.msg_type, now, fresh).ok_or(DropReason::TableFull)?)
@@ -293,6 +336,9 @@ impl<const D: usize, const B: usize> Guards<D, B> {
         let bucket =
             self.rate.slot_for(meta.sender, meta.msg_type, now, &self.config.rate).ok_or(DropReason::TableFull)?;
         if !self.rate.take(bucket, now, &self.config.rate) {
+            if let Some(((key, direct), _)) = content {
+                self.content.insert(key, direct, false, now);
+            }
             return Err(match self.flood.record_rejection(meta.sender, now, &self.config.flood) {
                 FloodVerdict::Blacklisted => DropReason::Flooded,
                 FloodVerdict::Counted => DropReason::RateLimited,
@@ -300,6 +346,9 @@ impl<const D: usize, const B: usize> Guards<D, B> {
         }
         if let Some(slot) = dup_slot {
             self.dup.commit(slot, meta.seq, meta.timestamp, now);
+        }
+        if let Some(((key, direct), _)) = content {
+            self.content.insert(key, direct, true, now);
         }
         Ok(())
     }
@@ -338,6 +387,11 @@ impl<const D: usize, const B: usize> Guards<D, B> {
     /// The flood detector, for inspection.
     pub fn flood(&self) -> &FloodDetector<D> {
         &self.flood
+    }
+
+    /// The content cache, for inspection.
+    pub fn contents(&self) -> &ContentCache<CONTENT_CACHE_LEN> {
+        &self.content
     }
 
     fn check_only(&self, meta: &FrameMeta, now: Timestamp) -> Result<(), DropReason> {
@@ -440,6 +494,110 @@ mod tests {
         assert_eq!(admit(&mut g, trace(4, 2, 101), 101), Err(DropReason::RateLimited));
         // After refill the same frame (relayed late) is still admissible.
         assert_eq!(admit(&mut g, trace(4, 2, 101), 160), Ok(()));
+    }
+
+    fn pulse(n: u8) -> FrameMeta {
+        FrameMeta { sender: dev(n), msg_type: msg::PRESENCE_PULSE, seq: None, timestamp: None }
+    }
+
+    fn sig(b: u8) -> [u8; 64] {
+        [b; 64]
+    }
+
+    fn admit_copy(g: &mut Guards, f: FrameMeta, s: &[u8], direct: bool, now: Timestamp) -> Result<(), DropReason> {
+        let u = g.precheck(f, now)?;
+        g.admit_verified(u.signature_verified_with(s, direct), now)
+    }
+
+    fn pulse_tokens(g: &Guards, n: u8, now: Timestamp) -> Option<u16> {
+        g.rate().tokens(dev(n), msg::PRESENCE_PULSE, now, &g.config().rate)
+    }
+
+    #[test]
+    fn relayed_copies_of_sequence_less_frames_are_charged_once() {
+        let mut g: Guards = Guards::default();
+        let t0 = 10_000;
+        assert_eq!(admit_copy(&mut g, pulse(5), &sig(1), true, t0), Ok(()));
+        // 48 relayed copies of the same pulse (one per relaying neighbour).
+        for _ in 0..48 {
+            assert_eq!(admit_copy(&mut g, pulse(5), &sig(1), false, t0 + 1), Err(DropReason::Duplicate));
+        }
+        assert_eq!(pulse_tokens(&g, 5, t0 + 1), Some(7), "one token for the pulse, none for its copies");
+        assert_eq!(g.flood().rejected_this_epoch(dev(5), t0 + 1, &g.config().flood), 0);
+        // The sender's next pulse is another frame.
+        assert_eq!(admit_copy(&mut g, pulse(5), &sig(2), false, t0 + 10), Ok(()));
+        assert_eq!(pulse_tokens(&g, 5, t0 + 10), Some(6));
+        // So is the same content signed by another sender.
+        assert_eq!(admit_copy(&mut g, pulse(6), &sig(2), true, t0 + 10), Ok(()));
+        // After the window an identical frame is new again.
+        let later = t0 + 10 + CONTENT_WINDOW_S + 1;
+        assert_eq!(admit_copy(&mut g, pulse(5), &sig(2), true, later), Ok(()));
+    }
+
+    #[test]
+    fn spec_mode_charges_every_copy() {
+        let mut g: Guards = Guards::new(GuardConfig::default());
+        let mut counts = DropCounts::default();
+        for _ in 0..20 {
+            if let Err(d) = admit_copy(&mut g, pulse(5), &sig(1), false, 10_000) {
+                counts.record(d);
+            }
+        }
+        assert_eq!(counts.get(DropReason::RateLimited), 12, "8 admitted, the rest rate-limited");
+        assert!(g.contents().is_empty());
+    }
+
+    #[test]
+    fn first_direct_copy_after_relayed_ones_passes_uncharged() {
+        let mut g: Guards = Guards::default();
+        let t0 = 10_000;
+        assert_eq!(admit_copy(&mut g, pulse(5), &sig(1), false, t0), Ok(()));
+        assert_eq!(admit_copy(&mut g, pulse(5), &sig(1), false, t0), Err(DropReason::Duplicate));
+        assert_eq!(admit_copy(&mut g, pulse(5), &sig(1), true, t0), Ok(()), "the neighbour is heard directly");
+        assert_eq!(admit_copy(&mut g, pulse(5), &sig(1), true, t0), Err(DropReason::Duplicate));
+        assert_eq!(pulse_tokens(&g, 5, t0), Some(7));
+    }
+
+    #[test]
+    fn forged_copies_leave_no_content_key() {
+        let mut g: Guards = Guards::default();
+        let t0 = 10_000;
+        // A forged copy stops at the signature check: nothing is recorded,
+        // so the genuine frame with that signature is still admitted.
+        for _ in 0..10 {
+            let _forged = g.precheck(pulse(5), t0).unwrap();
+        }
+        assert!(g.contents().is_empty());
+        assert_eq!(admit_copy(&mut g, pulse(5), &sig(1), true, t0), Ok(()));
+        assert_eq!(g.contents().len(), 1);
+    }
+
+    #[test]
+    fn copies_of_a_rate_limited_frame_feed_the_flood_counter_once() {
+        let mut cfg = GuardConfig::recommended();
+        cfg.rate.set_limit(msg::PRESENCE_PULSE, 1).unwrap();
+        let mut g: Guards = Guards::new(cfg);
+        let t0 = 10_000;
+        assert_eq!(admit_copy(&mut g, pulse(5), &sig(1), true, t0), Ok(()));
+        assert_eq!(admit_copy(&mut g, pulse(5), &sig(2), true, t0 + 1), Err(DropReason::RateLimited));
+        // 60 relayed copies (more than the flood threshold of 50): duplicates.
+        for _ in 0..60 {
+            assert_eq!(admit_copy(&mut g, pulse(5), &sig(2), false, t0 + 1), Err(DropReason::Duplicate));
+        }
+        assert_eq!(admit_copy(&mut g, pulse(5), &sig(2), true, t0 + 2), Err(DropReason::Duplicate));
+        assert_eq!(g.flood().rejected_this_epoch(dev(5), t0 + 2, &g.config().flood), 1);
+        assert!(!g.is_blacklisted(dev(5), t0 + 2));
+        // The sender's next frame after the refill is admitted.
+        assert_eq!(admit_copy(&mut g, pulse(5), &sig(3), false, t0 + 61), Ok(()));
+    }
+
+    #[test]
+    fn sequenced_frames_keep_the_sequence_window_only() {
+        let mut g: Guards = Guards::default();
+        let t0 = 5_000;
+        assert_eq!(admit_copy(&mut g, trace(3, 1, t0), &sig(9), true, t0), Ok(()));
+        assert!(g.contents().is_empty());
+        assert_eq!(admit_copy(&mut g, trace(3, 1, t0), &sig(9), false, t0), Err(DropReason::Duplicate));
     }
 
     #[test]

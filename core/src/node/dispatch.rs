@@ -1,8 +1,9 @@
 //! Received-frame dispatch (ES-10.2 4a, ES-10.3) in the safe order of
 //! SPEC-NOTES 20: decode → guard precheck (blacklist, freshness, replay,
 //! duplicate; charges nothing) → signature check with the sender's
-//! *registered* key (unknown ids stop here) → guard admission (rate, flood)
-//! → handler. Every drop is counted with one reason and audited.
+//! *registered* key (unknown ids stop here) → guard admission (relayed
+//! copies of sequence-less frames, rate, flood) → handler. Every drop is
+//! counted with one reason and audited.
 //!
 //! The TRACE_DEPOSIT handler resolves SPEC-NOTES 7, 18 and 26: the field
 //! gets the monitor's assessed weight (never above the claim) on the
@@ -93,7 +94,11 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
         if verify_frame(&self.crypto, &key, bytes, repr.signed_len()).is_err() {
             return self.drop_frame(sender, msg_type, FrameDrop::BadSignature, out);
         }
-        if let Err(r) = self.guards.admit_verified(unverified.signature_verified(), now.unix_s) {
+        // The signature names the signed content: a relayed copy of a frame
+        // without a sequence number is a duplicate, not another charge.
+        let signature = bytes.get(repr.signed_len()..).unwrap_or_default();
+        let verified = unverified.signature_verified_with(signature, hops == 0);
+        if let Err(r) = self.guards.admit_verified(verified, now.unix_s) {
             return self.drop_frame(sender, msg_type, FrameDrop::Guard(r), out);
         }
         self.dispatch(now, sender, repr.body, bytes, rssi, hops, out);
