@@ -43,7 +43,7 @@ use crate::guards::{DropCounts, GuardConfig, Guards, GUARD_DEVICES, RATE_BUCKETS
 use crate::lifecycle::{
     self, Cluster, LifecycleAction, NodeEvent, NodeLifecycle, OwnState, Reason, Step, SubjectRecord, SubjectState,
 };
-use crate::persist::{PersistedState, StoredProfile};
+use crate::persist::{PersistedState, StoredProfile, SubjectStanding};
 use crate::profile::{BehavioralProfile, Observation, ProfileMode, SubjectKind};
 use crate::quorum::{QuorumConfig, QuorumState};
 use crate::types::{
@@ -54,6 +54,21 @@ use crate::wire::{Body, FrameRepr, Version};
 
 /// Profiles are broadcast every this many epochs (ES-10.4 step 5).
 pub const PROFILE_SYNC_EPOCHS: u32 = 10;
+/// PROFILE_SYNCs a node sends per epoch at most: the ES-15.1 limit its
+/// neighbours hold it to.
+pub const PROFILE_SYNCS_PER_EPOCH: usize = 2;
+
+/// Whether subject `i` of `n` has its profile broadcast at `epoch`: when
+/// `(epoch + i) % period == 0`, with the spec's period of
+/// [`PROFILE_SYNC_EPOCHS`] stretched to `⌈n / 2⌉` epochs for tables over 20
+/// subjects, so that at most [`PROFILE_SYNCS_PER_EPOCH`] are due in any
+/// epoch (ES-10.4 sends every profile each tenth epoch, ES-15.1 lets a
+/// neighbour accept 2 a minute: with relaying or ESP-NOW a node profiles
+/// up to 64 subjects, and the excess was rate-limited at every receiver).
+pub fn profile_sync_due(epoch: u32, i: usize, n: usize) -> bool {
+    let period = (PROFILE_SYNC_EPOCHS as usize).max(n.div_ceil(PROFILE_SYNCS_PER_EPOCH)) as u32;
+    epoch.wrapping_add(i as u32).is_multiple_of(period)
+}
 /// Profiles are written to flash every this many epochs (ES-14.3 item 3).
 pub const PROFILE_PERSIST_EPOCHS: u32 = 10;
 /// Default settlement prices: 1 000 units per full-value trace, 1 per
@@ -291,6 +306,19 @@ pub struct Node<
     own_trend: Option<SlowTrend>,
     queries: heapless::Vec<crate::wire::InflammationQuery, N>,
     query_pacer: timers::SendPacer,
+    standings: heapless::Vec<Standing, N>,
+}
+
+/// When a subject entered REJECTION/QUARANTINE on the Unix clock, for
+/// [`Node::stored_standings`]. `short_timer`: restored with a REJECTION
+/// timer cut to what remained (the monotonic clock could not go back to
+/// the original entry), so the record is rebuilt with the configured
+/// timers once it leaves REJECTION.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Standing {
+    device: DeviceId,
+    entered_at: Timestamp,
+    short_timer: bool,
 }
 
 /// Time constant of [`SlowTrend`], ms: slow enough that a change of the
@@ -449,6 +477,7 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
             own_trend: None,
             queries: heapless::Vec::new(),
             query_pacer,
+            standings: heapless::Vec::new(),
         }
     }
 
@@ -461,7 +490,9 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
     /// stored (SPEC-NOTES 7). The own lifecycle continues from `state`
     /// ([`NodeLifecycle::restore`]); `profiles` (the krill_profiles image)
     /// rebuild the subjects, see [`Node::stored_profiles`] and
-    /// `docs/spec-deviations.md` for what comes back.
+    /// `docs/spec-deviations.md` for what comes back. Call
+    /// [`Node::restore_standings`] next with `persist::Restored::standings`,
+    /// or every subject this node had rejected comes back NEONATAL.
     pub fn restore(
         cfg: NodeConfig,
         crypto: C,
@@ -498,8 +529,8 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
     /// hourly activity), message rate, battery/energy trends, neighbour
     /// correlations, the subject's kind (restored as Nano) and its record
     /// state. Records restart NEONATAL (weight 0.3) with the running
-    /// profile learning on from the summary, so a subject rejected before
-    /// the reboot does not regain NORMAL weight; the stored baseline comes
+    /// profile learning on from the summary, except the rejected and
+    /// quarantined ones [`Node::restore_standings`] brings back; the stored baseline comes
     /// back as the baseline (NK audits run at once) until the record
     /// freezes a new one `subject_neonatal_ms` later. Our own id, invalid
     /// summaries and subjects beyond the table are skipped.
@@ -545,6 +576,100 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
                 summary: p.summary(),
             })
         })
+    }
+
+    /// The rejected and quarantined subjects to write with the profiles at
+    /// [`Action::PersistProfiles`] (`persist::Store::save_profile_image`),
+    /// so a reboot does not hand them their weight back.
+    pub fn stored_standings(&self) -> impl Iterator<Item = SubjectStanding> + '_ {
+        use crate::persist::lifecycle_code as lc;
+        self.subjects.iter().filter_map(|(id, s)| {
+            let state = match s.record.state() {
+                SubjectState::Rejection => lc::REJECTION,
+                SubjectState::Quarantine => lc::QUARANTINE,
+                _ => return None,
+            };
+            let st = self.standings.iter().find(|t| t.device == *id)?;
+            Some(SubjectStanding {
+                device: *id,
+                state,
+                kind: s.kind,
+                remediation_attempts: s.record.remediation_attempts(),
+                entered_at: st.entered_at,
+            })
+        })
+    }
+
+    /// Brings back the subjects this node had rejected or quarantined
+    /// (`persist::Restored::standings`), after [`Node::restore`]: weight 0,
+    /// isolated, their traces out of the field, and the REJECTION timeout
+    /// running from the stored Unix entry time, not from the boot (a stored
+    /// time ahead of the clock counts as just entered). The monotonic clock
+    /// restarts at boot, so when the time already spent in REJECTION is
+    /// longer than the clock has run, the record starts at 0 with its
+    /// REJECTION timer cut to what remained. QUARANTINE restarts its
+    /// remediation schedule (attempts are not restorable through the record
+    /// API). Our own id and subjects beyond the table are skipped.
+    pub fn restore_standings(&mut self, standings: &[SubjectStanding], now: Now) {
+        use crate::persist::lifecycle_code as lc;
+        for st in standings {
+            let state = match st.state {
+                lc::REJECTION => SubjectState::Rejection,
+                lc::QUARANTINE => SubjectState::Quarantine,
+                _ => continue,
+            };
+            if st.device == self.id {
+                continue;
+            }
+            let mut timers = self.cfg.subject_timers;
+            let age_ms = (now.unix_s.saturating_sub(st.entered_at) as u64 * 1000).min(timers.rejection_ms);
+            let (at_ms, short_timer) = match (state, now.mono_ms.checked_sub(age_ms)) {
+                (SubjectState::Rejection, Some(at)) => (at, false),
+                (SubjectState::Rejection, None) => {
+                    timers.rejection_ms -= age_ms - now.mono_ms;
+                    (0, true)
+                }
+                _ => (now.mono_ms, false),
+            };
+            let Some((_, s)) = self.subject_slot(st.device, st.kind, now).and_then(|i| self.subjects.get_mut(i)) else {
+                continue;
+            };
+            s.kind = st.kind;
+            s.record = SubjectRecord::new(st.device, st.kind, state, at_ms, timers);
+            s.isolated = true;
+            self.field.invalidate_device(st.device);
+            self.standings.retain(|t| t.device != st.device);
+            let _ = self.standings.push(Standing { device: st.device, entered_at: st.entered_at, short_timer });
+        }
+    }
+
+    /// Keeps the Unix time a subject entered REJECTION/QUARANTINE and asks
+    /// for a krill_profiles write whenever one enters or leaves them, so a
+    /// reboot right after a rejection still remembers it (the periodic
+    /// write comes only every 10th epoch).
+    fn track_standing(&mut self, step: &Step, now: Now, out: &mut impl Sink) {
+        let (lifecycle::AnyState::Subject(from), lifecycle::AnyState::Subject(to)) = (step.audit.from, step.audit.to)
+        else {
+            return;
+        };
+        let held = |s| matches!(s, SubjectState::Rejection | SubjectState::Quarantine);
+        if from == to || !(held(from) || held(to)) {
+            return;
+        }
+        let id = step.audit.subject;
+        let short = self.standings.iter().any(|t| t.device == id && t.short_timer);
+        if from == SubjectState::Rejection && short {
+            let timers = self.cfg.subject_timers;
+            if let Some((_, s)) = self.subject_index(id).and_then(|i| self.subjects.get_mut(i)) {
+                s.record = SubjectRecord::new(id, s.kind, to, now.mono_ms, timers);
+            }
+        }
+        let subjects = &self.subjects;
+        self.standings.retain(|t| t.device != id && subjects.iter().any(|(d, _)| *d == t.device));
+        if held(to) {
+            let _ = self.standings.push(Standing { device: id, entered_at: now.unix_s, short_timer: false });
+        }
+        out.push(Action::PersistProfiles);
     }
 
     /// Appends `trace` to the DAG at `now` and asks for it to be persisted:
@@ -768,6 +893,7 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
             return;
         };
         let step = s.record.handle(event, now.mono_ms, &mut self.cluster);
+        self.track_standing(&step, now, out);
         self.apply_step(step, now, out);
     }
 
@@ -1226,13 +1352,14 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
     }
 
     /// ES-10.4 step 5: each profile is broadcast every tenth epoch, the
-    /// subjects spread over the ten epochs (subject `i` when
-    /// `(epoch + i) % 10 == 0`) so no epoch carries them all. Profiles still
-    /// learning (subject NEONATAL) are not sent.
+    /// subjects spread over the epochs by [`profile_sync_due`] so that no
+    /// epoch carries more than our neighbours' PROFILE_SYNC rate limit.
+    /// Profiles still learning (subject NEONATAL) are not sent.
     fn sync_profiles(&mut self, out: &mut impl Sink) {
         use crate::wire::immune::{Bins, ProfileComponent, ProfileSync, ProfileSyncV2};
-        for i in 0..self.subjects.len() {
-            if self.epoch.wrapping_add(i as u32).checked_rem(PROFILE_SYNC_EPOCHS) != Some(0) {
+        let n = self.subjects.len();
+        for i in 0..n {
+            if !profile_sync_due(self.epoch, i, n) {
                 continue;
             }
             let Some((id, s)) = self.subjects.get(i) else {

@@ -521,3 +521,23 @@ fn a_drift_our_own_readings_share_rebases_the_baseline() {
         }
     }
 }
+
+#[test]
+fn profile_syncs_never_exceed_the_neighbours_rate_limit_and_reach_every_subject() {
+    use super::{profile_sync_due, PROFILE_SYNCS_PER_EPOCH, PROFILE_SYNC_EPOCHS};
+    for n in 0..=64usize {
+        let period = (PROFILE_SYNC_EPOCHS as usize).max(n.div_ceil(2));
+        let mut sent = vec![0usize; n];
+        for epoch in 1_000..1_000 + period as u32 {
+            let due = (0..n).filter(|&i| profile_sync_due(epoch, i, n)).collect::<Vec<_>>();
+            assert!(due.len() <= PROFILE_SYNCS_PER_EPOCH, "n {n}, epoch {epoch}: {due:?}");
+            due.iter().for_each(|&i| sent[i] += 1);
+            if n <= 20 {
+                // The spec's schedule, unchanged up to 20 subjects.
+                let old = (0..n).filter(|&i| (epoch + i as u32).is_multiple_of(PROFILE_SYNC_EPOCHS)).collect::<Vec<_>>();
+                assert_eq!(due, old);
+            }
+        }
+        assert!(sent.iter().all(|&k| k == 1), "n {n}: each profile once per period: {sent:?}");
+    }
+}

@@ -42,7 +42,7 @@ pub use store::{Banks, Invalid, Journal, Partition, WriteError, BANK_HEADER};
 
 use crate::crypto::PUF_BYTES;
 use crate::dag::{DagEntry, LocalDag, SyncReport};
-use crate::profile::{ProfileMode, ProfileSummary};
+use crate::profile::{ProfileMode, ProfileSummary, SubjectKind};
 use crate::types::{le, DeviceId, Hash20, PublicKey, QuantityType, Timestamp, Weight, MAX_PROFILE_BINS};
 
 /// Record kind of krill_meta images.
@@ -384,12 +384,81 @@ impl StoredProfile {
     }
 }
 
+/// A subject's standing that must survive a reboot: REJECTION or
+/// QUARANTINE (ES-3.1, weight 0), the two states whose loss would give an
+/// isolated device its weight back. Written in the krill_profiles image
+/// after the profiles; see `docs/spec-deviations.md` "ES-14.3 — rejected
+/// subjects survive a reboot".
+///
+/// Layout (16 bytes, LE): 0 `device` [8] · 8 `state` ([`lifecycle_code`]
+/// REJECTION 6 or QUARANTINE 7) · 9 `kind` (0 Nano, 1 Dust) ·
+/// 10 `remediation_attempts` · 11 zero · 12 `entered_at` u32 (Unix s: the
+/// monotonic clock restarts at boot, so the REJECTION timeout is resumed
+/// from the age at the boot's Unix time).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct SubjectStanding {
+    /// The subject.
+    pub device: DeviceId,
+    /// [`lifecycle_code::REJECTION`] or [`lifecycle_code::QUARANTINE`].
+    pub state: u8,
+    /// Nano (signs its traces) or Dust (vouched for by a gateway).
+    pub kind: SubjectKind,
+    /// Failed remediations so far (QUARANTINE).
+    pub remediation_attempts: u8,
+    /// When the monitor entered `state`, Unix seconds.
+    pub entered_at: Timestamp,
+}
+
+impl SubjectStanding {
+    /// Record size.
+    pub const LEN: usize = 16;
+
+    /// The documented layout.
+    pub fn to_bytes(&self) -> [u8; Self::LEN] {
+        let mut b = [0u8; Self::LEN];
+        b[0..8].copy_from_slice(&self.device.0);
+        b[8] = self.state;
+        b[9] = match self.kind {
+            SubjectKind::Nano => 0,
+            SubjectKind::Dust => 1,
+        };
+        b[10] = self.remediation_attempts;
+        b[12..16].copy_from_slice(&self.entered_at.to_le_bytes());
+        b
+    }
+
+    /// Reads the layout; a state other than REJECTION/QUARANTINE, an unknown
+    /// kind or a non-zero reserved byte is [`Invalid::BadField`].
+    pub fn from_bytes(b: &[u8]) -> Result<Self, Invalid> {
+        let b = b.get(..Self::LEN).ok_or(Invalid::BadLength)?;
+        let kind = match b[9] {
+            0 => SubjectKind::Nano,
+            1 => SubjectKind::Dust,
+            _ => return Err(Invalid::BadField),
+        };
+        if !matches!(b[8], lifecycle_code::REJECTION | lifecycle_code::QUARANTINE) || b[11] != 0 {
+            return Err(Invalid::BadField);
+        }
+        Ok(SubjectStanding {
+            device: DeviceId::from_slice(b).unwrap_or_default(),
+            state: b[8],
+            kind,
+            remediation_attempts: b[10],
+            entered_at: le::u32_at(b, 12).unwrap_or(0),
+        })
+    }
+}
+
 /// DAG image prefix before the entries: `entry_count u16 | tip_hash [20] |
 /// 2 zero bytes` (ES-14.3's header; its checksum is the bank's).
 pub const DAG_IMAGE_HEADER: usize = 24;
 /// DAG append record: sequence tag 2 + entry 62 + CRC 4.
 pub const DAG_APPEND_RECORD: usize = DagEntry::LEN + 6;
-/// Profile image prefix: `count u16 | 2 zero bytes`.
+/// Profile image prefix: `profile_count u16 | standing_count u16`, followed
+/// by the profiles and then the [`SubjectStanding`]s. Images written before
+/// the standings existed have 0 in the second field (it was reserved zero),
+/// so they restore unchanged, with no standings.
 pub const PROFILE_IMAGE_HEADER: usize = 4;
 /// Journal record size of the critical state.
 pub const STATE_RECORD: usize = store::journal_record_len(PersistedState::LEN);
@@ -400,7 +469,11 @@ pub const fn dag_image_len(n: usize) -> usize {
 }
 /// Bytes a profile image of `n` profiles takes in a bank, header included.
 pub const fn profile_image_len(n: usize) -> usize {
-    BANK_HEADER + PROFILE_IMAGE_HEADER + n * StoredProfile::LEN
+    profile_image_len_with(n, 0)
+}
+/// Bytes a profile image of `n` profiles and `m` standings takes in a bank.
+pub const fn profile_image_len_with(n: usize, m: usize) -> usize {
+    BANK_HEADER + PROFILE_IMAGE_HEADER + n * StoredProfile::LEN + m * SubjectStanding::LEN
 }
 /// Bytes the meta image takes in a bank.
 pub const META_IMAGE_LEN: usize = BANK_HEADER + MetaRecord::LEN;
@@ -576,6 +649,10 @@ pub struct Restored<const D: usize, const P: usize> {
     pub dag: LocalDag<D>,
     /// Stored profiles, in stored order.
     pub profiles: heapless::Vec<StoredProfile, P>,
+    /// Rejected and quarantined subjects (give them to
+    /// `Node::restore_standings`); beyond `P` they count in
+    /// `report.profiles_dropped`.
+    pub standings: heapless::Vec<SubjectStanding, P>,
     /// Which partitions fell back and why.
     pub report: RestoreReport,
     /// Handles to keep writing with.
@@ -630,12 +707,15 @@ pub fn restore<F: Flash, const D: usize, const P: usize>(
     };
     let (dag_banks, dag) = restore_dag::<F, D>(flash, layout.dag, now, &mut report);
     let mut profiles = heapless::Vec::new();
-    let profile_banks = layout.profiles.map(|part| restore_profiles(flash, part, &mut profiles, &mut report));
+    let mut standings = heapless::Vec::new();
+    let profile_banks =
+        layout.profiles.map(|part| restore_profiles(flash, part, &mut profiles, &mut standings, &mut report));
     Restored {
         meta,
         state,
         dag,
         profiles,
+        standings,
         report,
         store: Store { meta: meta_banks, state: journal, dag: dag_banks, profiles: profile_banks },
     }
@@ -726,6 +806,7 @@ fn restore_profiles<F: Flash, const P: usize>(
     flash: &mut F,
     part: Partition,
     out: &mut heapless::Vec<StoredProfile, P>,
+    standings: &mut heapless::Vec<SubjectStanding, P>,
     report: &mut RestoreReport,
 ) -> Banks {
     let (banks, s) = Banks::scan(flash, part, KIND_PROFILES);
@@ -736,7 +817,8 @@ fn restore_profiles<F: Flash, const P: usize>(
     let mut head = [0u8; PROFILE_IMAGE_HEADER];
     let r = banks.read_payload(flash, 0, &mut head).and_then(|_| {
         let n = le::u16_at(&head, 0).unwrap_or(0) as usize;
-        if profile_image_len(n) - BANK_HEADER != banks.payload_len() as usize || head[2..4] != [0, 0] {
+        let m = le::u16_at(&head, 2).unwrap_or(0) as usize;
+        if profile_image_len_with(n, m) - BANK_HEADER != banks.payload_len() as usize {
             return Err(Invalid::BadLength);
         }
         let mut buf = [0u8; StoredProfile::LEN];
@@ -747,10 +829,19 @@ fn restore_profiles<F: Flash, const P: usize>(
                 report.profiles_dropped = report.profiles_dropped.saturating_add(1);
             }
         }
+        let base = PROFILE_IMAGE_HEADER + n * StoredProfile::LEN;
+        let mut sbuf = [0u8; SubjectStanding::LEN];
+        for i in 0..m {
+            banks.read_payload(flash, (base + i * SubjectStanding::LEN) as u32, &mut sbuf)?;
+            if standings.push(SubjectStanding::from_bytes(&sbuf)?).is_err() {
+                report.profiles_dropped = report.profiles_dropped.saturating_add(1);
+            }
+        }
         Ok(())
     });
     if let Err(why) = r {
         out.clear();
+        standings.clear();
         report.profiles_dropped = 0;
         report.profiles = Status::Fallback { why };
     }
@@ -813,19 +904,38 @@ impl Store {
         }
     }
 
-    /// Writes the profile set as a fresh image (every 10th epoch).
+    /// Writes the profile set as a fresh image with no standings. A monitor
+    /// writes [`Store::save_profile_image`] instead, or a reboot forgets
+    /// whom it rejected.
     pub fn save_profiles<F: Flash>(&mut self, flash: &mut F, profiles: &[StoredProfile]) -> Result<u32, WriteError> {
+        self.save_profile_image(flash, profiles, &[])
+    }
+
+    /// Writes the profiles and the rejected/quarantined subjects as a fresh
+    /// krill_profiles image (every 10th epoch, and whenever a subject enters
+    /// or leaves REJECTION/QUARANTINE).
+    pub fn save_profile_image<F: Flash>(
+        &mut self,
+        flash: &mut F,
+        profiles: &[StoredProfile],
+        standings: &[SubjectStanding],
+    ) -> Result<u32, WriteError> {
         let banks = self.profiles.as_mut().ok_or(WriteError::TooLarge)?;
         let n = u16::try_from(profiles.len()).map_err(|_| WriteError::TooLarge)?;
-        if profile_image_len(profiles.len()) - BANK_HEADER > banks.capacity() as usize {
+        let m = u16::try_from(standings.len()).map_err(|_| WriteError::TooLarge)?;
+        if profile_image_len_with(profiles.len(), standings.len()) - BANK_HEADER > banks.capacity() as usize {
             return Err(WriteError::TooLarge);
         }
         let mut w = banks.begin(flash)?;
         let mut head = [0u8; PROFILE_IMAGE_HEADER];
         head[0..2].copy_from_slice(&n.to_le_bytes());
+        head[2..4].copy_from_slice(&m.to_le_bytes());
         w.push(flash, &head)?;
         for sp in profiles {
             w.push(flash, &sp.to_bytes())?;
+        }
+        for st in standings {
+            w.push(flash, &st.to_bytes())?;
         }
         banks.commit(flash, w)
     }

@@ -89,6 +89,16 @@ fn profile(n: u8) -> StoredProfile {
     }
 }
 
+fn standing(n: u8, state: u8) -> SubjectStanding {
+    SubjectStanding {
+        device: DeviceId([0x40 + n; 8]),
+        state,
+        kind: if n.is_multiple_of(2) { SubjectKind::Nano } else { SubjectKind::Dust },
+        remediation_attempts: n % 3,
+        entered_at: T0 - 3600 * n as u32,
+    }
+}
+
 fn hashes(r: &R) -> Vec<Hash20> {
     r.dag.entries().iter().map(|e| e.hash).collect()
 }
@@ -430,6 +440,88 @@ fn profiles_survive_every_cut_and_flip() {
     );
 }
 
+/// Rejections survive every cut and flip with their profiles: a torn image
+/// that adds a standing leaves the image without it, never a half-read one.
+#[test]
+fn standings_survive_every_cut_and_flip() {
+    let obs = |r: &R| (r.profiles.iter().copied().collect::<Vec<_>>(), r.standings.iter().copied().collect::<Vec<_>>());
+    let rej = standing(1, lifecycle_code::REJECTION);
+    let quar = standing(2, lifecycle_code::QUARANTINE);
+    torn_and_flipped(
+        |f, s| {
+            s.save_profile_image(f, &[profile(0)], &[rej]).unwrap();
+        },
+        |f, s| s.save_profile_image(f, &[profile(0), profile(1)], &[rej, quar]).map(|_| ()),
+        obs,
+        0xE000..0xE000 + profile_image_len_with(2, 2),
+        1,
+        &[],
+        1,
+    );
+}
+
+/// An image written before standings existed (header bytes 2..4 zero, no
+/// table) restores as before; a profiles-only write drops the table.
+#[test]
+fn profile_images_without_standings_still_restore() {
+    let mut f = Box::new(TestFlash::new());
+    let mut st = boot(&mut f).store;
+    st.save_profile_image(&mut *f, &[profile(1)], &[standing(1, lifecycle_code::REJECTION)]).unwrap();
+    let r = boot(&mut f);
+    assert_eq!(r.profiles.as_slice(), &[profile(1)]);
+    assert_eq!(r.standings.as_slice(), &[standing(1, lifecycle_code::REJECTION)]);
+    let mut st = r.store;
+    st.save_profiles(&mut *f, &[profile(2)]).unwrap();
+    let r = boot(&mut f);
+    assert_eq!(r.profiles.as_slice(), &[profile(2)]);
+    assert!(r.standings.is_empty());
+    assert_eq!(profile_image_len(3), profile_image_len_with(3, 0));
+}
+
+#[test]
+fn standing_round_trips_and_refuses_bad_fields() {
+    for (n, code) in [(0, lifecycle_code::REJECTION), (1, lifecycle_code::QUARANTINE)] {
+        let s = standing(n, code);
+        assert_eq!(SubjectStanding::from_bytes(&s.to_bytes()), Ok(s));
+    }
+    let good = standing(1, lifecycle_code::REJECTION).to_bytes();
+    assert_eq!(&good[8..12], &[6, 1, 1, 0]);
+    assert_eq!(&good[12..16], &(T0 - 3600).to_le_bytes());
+    for code in (0..=255u8).filter(|c| !matches!(*c, lifecycle_code::REJECTION | lifecycle_code::QUARANTINE)) {
+        let mut b = good;
+        b[8] = code;
+        assert_eq!(SubjectStanding::from_bytes(&b), Err(Invalid::BadField), "state {code}");
+    }
+    let mut b = good;
+    b[9] = 2;
+    assert_eq!(SubjectStanding::from_bytes(&b), Err(Invalid::BadField));
+    let mut b = good;
+    b[11] = 1;
+    assert_eq!(SubjectStanding::from_bytes(&b), Err(Invalid::BadField));
+    assert_eq!(SubjectStanding::from_bytes(&good[..15]), Err(Invalid::BadLength));
+}
+
+/// A table that claims more standings than the payload holds is refused as a
+/// whole (profiles included), never read past the image.
+#[test]
+fn standing_count_must_match_the_payload() {
+    let mut f = Box::new(TestFlash::new());
+    let mut st = boot(&mut f).store;
+    st.save_profile_image(&mut *f, &[profile(1)], &[standing(1, lifecycle_code::REJECTION)]).unwrap();
+    // Rewrite the same payload with a header claiming two standings.
+    let mut payload = Vec::new();
+    payload.extend_from_slice(&[1, 0, 2, 0]);
+    payload.extend_from_slice(&profile(1).to_bytes());
+    payload.extend_from_slice(&standing(1, lifecycle_code::REJECTION).to_bytes());
+    let mut banks = Banks::scan(&mut *f, SMALL.profiles.unwrap(), KIND_PROFILES).0;
+    let mut w = banks.begin(&mut *f).unwrap();
+    w.push(&mut *f, &payload).unwrap();
+    banks.commit(&mut *f, w).unwrap();
+    let r = boot(&mut f);
+    assert!(r.profiles.is_empty() && r.standings.is_empty());
+    assert_eq!(r.report.profiles, Status::Fallback { why: Invalid::BadLength });
+}
+
 #[test]
 fn newest_of_a_and_b_wins_and_a_corrupt_newer_bank_falls_back() {
     let mut f = Box::new(TestFlash::new());
@@ -500,6 +592,9 @@ fn esp32_c3_layout_fits_es14_sizes() {
     let prof_bank = l.profiles.unwrap().len as usize / 2;
     assert_eq!((prof_bank - profile_image_len(0)) / StoredProfile::LEN, 488);
     assert!(profile_image_len(256) <= prof_bank, "ES-14's ~256 profiles fit one bank");
+    let nano = crate::types::MAX_NEIGHBORS;
+    assert_eq!(profile_image_len_with(2 * nano, nano), 9_124, "a full Nano: 2 profiles + 1 standing per subject");
+    assert!(profile_image_len_with(256, 256) <= prof_bank, "~256 profiles and as many standings");
     assert_eq!(MetaRecord::LEN, 4180);
     assert_eq!(META_IMAGE_LEN, 4212);
 }
@@ -524,6 +619,9 @@ fn nrf52840_layout_has_es14_profiles_and_dust_partitions() {
     let prof_bank = l.profiles.expect("ES-14.3 item 3 on a Nano").len as usize / 2;
     assert_eq!((prof_bank - profile_image_len(0)) / StoredProfile::LEN, 122);
     assert!(profile_image_len(64) <= prof_bank, "an ES-1.2 guard table's worth of profiles");
+    let nano = crate::types::MAX_NEIGHBORS;
+    assert!(profile_image_len_with(2 * nano, nano) <= prof_bank, "a full Nano's profiles and standings");
+    assert_eq!((prof_bank - profile_image_len_with(2 * nano, 0)) / SubjectStanding::LEN, 485);
     let app = region("application").unwrap();
     assert!(app.len >= 112 * 1024 + 0x2_7000, "the whole ES-14.4 image area below it");
 }

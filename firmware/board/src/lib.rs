@@ -9,7 +9,9 @@
 use embedded_storage::nor_flash::NorFlash;
 use krill_core::crypto::Crypto;
 use krill_core::node::{Action, Node, Rng};
-use krill_core::persist::{crc32, Flash, FlashError, Layout, Partition, Store, StoredProfile, WriteError, SECTOR_SIZE};
+use krill_core::persist::{
+    crc32, Flash, FlashError, Layout, Partition, Store, StoredProfile, SubjectStanding, WriteError, SECTOR_SIZE,
+};
 use krill_core::types::DeviceId;
 
 /// Word size both boards' flash controllers program (nRF52840 NVMC,
@@ -198,7 +200,13 @@ impl<F: Flash, const P: usize> Persistence<F, P> {
                         break;
                     }
                 }
-                self.store.save_profiles(&mut self.flash, &v).map(|_| ())
+                let mut standings: heapless::Vec<SubjectStanding, P> = heapless::Vec::new();
+                for s in node.stored_standings() {
+                    if standings.push(s).is_err() {
+                        break;
+                    }
+                }
+                self.store.save_profile_image(&mut self.flash, &v, &standings).map(|_| ())
             }
             _ => return None,
         };

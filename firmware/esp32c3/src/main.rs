@@ -193,6 +193,7 @@ fn main() -> ! {
         dag,
         &restored.profiles,
     ));
+    node.restore_standings(&restored.standings, now(unix_at_boot_ms));
     let mut persist: Persistence<_, PROFILES> = Persistence { flash, store: restored.store, failures: 0 };
     let mut radio: &mut dyn Transport<Error = LinkError> = &mut NoRadio;
     let mut link = match start_radio(p.TIMG0, p.FROM_CPU_INTR0, p.WIFI) {

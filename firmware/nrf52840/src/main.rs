@@ -129,6 +129,7 @@ async fn main(_spawner: Spawner) {
             restored.dag,
             &restored.profiles,
         );
+        node.restore_standings(&restored.standings, clock.now());
         info!("nano node up");
         let ble = ble::AdvBearer::new(p.RADIO, node.id(), rng.next_u32() as u16);
         let persist = krill_board::Persistence { flash, store: restored.store, failures: 0 };
