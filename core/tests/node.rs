@@ -962,8 +962,11 @@ fn gaussian_noise_flickers_pyrexia_but_rejects_no_one() {
 fn slow_drift_is_caught_by_the_nk_audit() {
     const DRIFTER: usize = 3;
     const DRIFT_FROM_MS: u64 = 120_000;
-    /// +1 LSB (0.01 °C) every 2 simulated minutes: 0.3 °C an hour.
-    const MS_PER_LSB: u64 = 120_000;
+    /// +1 LSB (0.01 °C) every 12 simulated seconds: 3 °C an hour, as in
+    /// `scenarios/slow-drift.ron`. (0.3 °C an hour stays inside the 0.5 °C
+    /// floor below which neighbours cannot contradict it within the hour;
+    /// it was only "caught" while a drift vote sent a reading of 0.)
+    const MS_PER_LSB: u64 = 12_000;
     const END_MS: u64 = 3_600_000;
     let read: Reader = Box::new(|i, ms| {
         let drift = if i == DRIFTER { ms.saturating_sub(DRIFT_FROM_MS) / MS_PER_LSB } else { 0 };

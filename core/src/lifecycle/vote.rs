@@ -225,6 +225,15 @@ pub struct LocalHistory {
     /// by at least the [`MIN_UNEXPLAINED_STEPS`] floor, not counting devices
     /// it has rejected or isolated: the change seen around the responder.
     pub corroborating: u8,
+    /// Devices the responder hears (itself included, same standing and
+    /// recency as `corroborating`, the suspect excluded) whose latest
+    /// reading is at least as far out as the suspect's, in the direction of
+    /// the suspect's shift, up to the corroboration floor: the suspect now
+    /// reads what that many devices around the responder read.
+    pub bracketing: u8,
+    /// The responder's own NK audit of the suspect finds its level drifted
+    /// from its baseline the way of the shift.
+    pub drifted: bool,
     /// True when the responder is more than [`FAR_RESPONDER_CM`] from the
     /// suspect, or at the edge of its radio range (see the node's rule).
     pub far: bool,
@@ -250,6 +259,10 @@ pub const MIN_CORROBORATING: u8 = 4;
 /// bias stay well under it.
 pub const MIN_UNEXPLAINED_STEPS: f32 = 50.0;
 
+/// Difference, in reading steps per metre between responder and suspect,
+/// that a responder leaves to a local gradient it cannot see.
+pub const LOCAL_GRADIENT_STEPS_PER_M: f32 = 7.0;
+
 /// [`evaluate_inflammation_locally`] with memory (SPEC-NOTES 42, refined in
 /// `docs/spec-deviations.md`): the ES-4.1 check alone allows tens of
 /// degrees over ten metres, so a physically possible lie would always be
@@ -267,7 +280,14 @@ pub const MIN_UNEXPLAINED_STEPS: f32 = 50.0;
 /// [`Verdict::Abstain`]: the ES-4.1 check alone would "see" any lie. A
 /// shift we cannot explain is still seen
 /// when at least [`MIN_CORROBORATING`] devices we hear moved the same way
-/// (the change happened beyond us: the far side of a zone boundary, a door).
+/// (the change happened beyond us: the far side of a zone boundary, a door),
+/// or when that many devices we hear already read the suspect's new level or
+/// beyond (a door mixing two rooms moves a device toward the other room,
+/// never past it; a liar or a colluding group of up to three reads alone).
+/// The floor also grows by [`LOCAL_GRADIENT_STEPS_PER_M`] per metre between
+/// us (capped at [`FAR_RESPONDER_CM`]): a gradient between the suspect and
+/// us that we cannot see; waived when our own NK audit finds the suspect
+/// drifted from its baseline that way (a drift vote).
 pub fn evaluate_inflammation_with_history(
     my_reading: Option<Reading>,
     suspect_reading: Reading,
@@ -290,10 +310,13 @@ pub fn evaluate_inflammation_with_history(
     let lagging = shift * own_shift >= 0.0 && libm::fabsf(shift) <= libm::fabsf(own_shift);
     let unexplained = if lagging { 0.0 } else { libm::fabsf(shift - own_shift) };
     let step = quantity.scale().unit_per_step;
+    let metres = distance_cm.min(FAR_RESPONDER_CM) as f32 / 100.0;
+    let gradient = if h.drifted { 0.0 } else { LOCAL_GRADIENT_STEPS_PER_M * step * metres };
     let floor = (crate::types::sigma_tenths(crate::types::SIGMA_INFLAMMATION) * h.suspect_sigma)
         .max(MIN_UNEXPLAINED_STEPS * step)
+        .max(gradient)
         .max(0.5 * libm::fabsf(shift));
-    if unexplained < floor || h.corroborating >= MIN_CORROBORATING {
+    if unexplained < floor || h.corroborating >= MIN_CORROBORATING || h.bracketing >= MIN_CORROBORATING {
         Verdict::SeesChange
     } else if h.far {
         Verdict::Abstain
@@ -348,7 +371,15 @@ mod tests {
     const TEMP: QuantityType = QuantityType::Temperature;
 
     fn hist(suspect_mean: f32, own_mean: f32) -> Option<LocalHistory> {
-        Some(LocalHistory { suspect_mean, suspect_sigma: 0.05, own_mean, corroborating: 0, far: false })
+        Some(LocalHistory {
+            suspect_mean,
+            suspect_sigma: 0.05,
+            own_mean,
+            corroborating: 0,
+            bracketing: 0,
+            drifted: false,
+            far: false,
+        })
     }
 
     #[test]
@@ -407,6 +438,37 @@ mod tests {
     }
 
     #[test]
+    fn a_level_the_neighbourhood_already_reads_is_seen() {
+        // A door opens: the suspect, east of the wall, fell from 24.5 to
+        // 23.8 °C; we did not move, but four devices we hear (across the
+        // wall) read 23.8 or less.
+        let with = |n| Some(LocalHistory { bracketing: n, ..hist(24.5, 24.5).unwrap() });
+        let v = evaluate_inflammation_with_history(Some(2450), 2380, TEMP, 300, 0, with(MIN_CORROBORATING));
+        assert_eq!(v, Verdict::SeesChange);
+        // Three (a colluding group besides the suspect) are not enough.
+        let v = evaluate_inflammation_with_history(Some(2450), 2380, TEMP, 300, 0, with(MIN_CORROBORATING - 1));
+        assert_eq!(v, Verdict::ContradictsSuspect);
+    }
+
+    #[test]
+    fn a_small_shift_far_away_is_left_to_a_gradient_we_cannot_see() {
+        // 0.6 °C we cannot explain: within the 0.7 °C a 10 m gap allows.
+        let v = evaluate_inflammation_with_history(Some(2150), 2210, TEMP, 1_000, 0, hist(21.5, 21.5));
+        assert_eq!(v, Verdict::SeesChange);
+        // The same shift 3 m away is held against the suspect.
+        let v = evaluate_inflammation_with_history(Some(2150), 2210, TEMP, 300, 0, hist(21.5, 21.5));
+        assert_eq!(v, Verdict::ContradictsSuspect);
+        // Unless our own audit finds the suspect drifted that way.
+        let drifted = Some(LocalHistory { drifted: true, ..hist(21.5, 21.5).unwrap() });
+        let v = evaluate_inflammation_with_history(Some(2150), 2210, TEMP, 1_000, 0, drifted);
+        assert_eq!(v, Verdict::ContradictsSuspect);
+        // The allowance stops growing at FAR_RESPONDER_CM: 1.05 °C, so a
+        // 1.5 °C spike is contradicted from any distance.
+        let v = evaluate_inflammation_with_history(Some(2150), 2300, TEMP, 3_000, 0, hist(21.5, 21.5));
+        assert_eq!(v, Verdict::ContradictsSuspect);
+    }
+
+    #[test]
     fn history_never_overrides_physics_or_abstention() {
         assert_eq!(evaluate_inflammation_with_history(None, 3000, TEMP, 1_000, 0, hist(22.0, 22.0)), Verdict::Abstain);
         // Impossible suspect reading: contradicted whatever the history says.
@@ -419,6 +481,8 @@ mod tests {
             suspect_sigma: 0.1,
             own_mean: 22.0,
             corroborating: 0,
+            bracketing: 0,
+            drifted: false,
             far: false,
         });
         assert_eq!(evaluate_inflammation_with_history(Some(2200), 3000, TEMP, 1_000, 0, nan), Verdict::Abstain);

@@ -573,11 +573,16 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
         let own_latest = self.my_latest(quantity).map(|(r, _)| quantity.to_value(r));
         let own_moved = own_latest.is_some_and(|v| moved_with(shift, v - own.mean, quantity));
         let others = self.corroborating(suspect, quantity, shift, now_ms);
+        let level = quantity.to_value(suspect_reading);
+        let own_beyond = own_latest.is_some_and(|v| reads_beyond(level, shift, v, quantity));
+        let beyond = self.bracketing(suspect, quantity, level, shift, now_ms);
         Some(lifecycle::LocalHistory {
             suspect_mean: theirs.mean,
             suspect_sigma: libm::sqrtf(p.value_var.max(0.0)),
             own_mean: own.mean,
             corroborating: others.saturating_add(u8::from(own_moved)),
+            bracketing: beyond.saturating_add(u8::from(own_beyond)),
+            drifted: drifted_with(suspect, s, quantity, shift),
             far: if distance.is_known() {
                 distance.cm > lifecycle::FAR_RESPONDER_CM
             } else {
@@ -606,6 +611,27 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
                     .then_some(quantity.to_value(o.reading) - t.mean)
             })
             .filter(|x| moved_with(shift, *x, quantity))
+            .count();
+        n.min(u8::MAX as usize) as u8
+    }
+
+    /// Subjects other than `suspect`, in the standing and recency of
+    /// [`Node::corroborating`], whose latest reading of `quantity` is at
+    /// least as far out as the suspect's `level` in the direction of its
+    /// `shift` ([`reads_beyond`]).
+    fn bracketing(&self, suspect: DeviceId, quantity: QuantityType, level: f32, shift: f32, now_ms: u64) -> u8 {
+        use lifecycle::SubjectState as St;
+        let n = self
+            .subjects
+            .iter()
+            .filter(|(id, s)| {
+                *id != suspect && !s.isolated && matches!(s.record.state(), St::Normal | St::Pyrexia | St::Inflammation)
+            })
+            .filter_map(|(_, s)| {
+                let o = s.last_obs.filter(|o| o.quantity == quantity)?;
+                (now_ms.saturating_sub(o.rx_ms) <= CORROBORATION_WINDOW_MS).then_some(quantity.to_value(o.reading))
+            })
+            .filter(|v| reads_beyond(level, shift, *v, quantity))
             .count();
         n.min(u8::MAX as usize) as u8
     }
@@ -721,6 +747,31 @@ pub(super) const CORROBORATION_FLOOR_STEPS: f32 = 25.0;
 fn moved_with(shift: f32, x: f32, quantity: QuantityType) -> bool {
     let floor = (CORROBORATION_FLOOR_STEPS * quantity.scale().unit_per_step).max(0.5 * libm::fabsf(shift));
     shift * x > 0.0 && libm::fabsf(x) >= floor
+}
+
+/// True if our own NK audit of `s` finds its value level drifted from its
+/// baseline, the way of `shift`: the shift is no local gradient we cannot
+/// see but a level the suspect left behind while we watched.
+fn drifted_with<const N: usize>(id: DeviceId, s: &super::Subject<N>, quantity: QuantityType, shift: f32) -> bool {
+    use crate::profile::{run_nk_audit, NkAuditResult, DIM_VALUE};
+    let (Some(b), Some(c)) = (s.baseline(), s.profile()) else {
+        return false;
+    };
+    b.quantity == quantity
+        && c.quantity == quantity
+        && (c.value_mean - b.value_mean) * shift > 0.0
+        && matches!(run_nk_audit(id, b, c, s.kind),
+            NkAuditResult::DriftDetected { dimensions, .. } if dimensions & DIM_VALUE != 0)
+}
+
+/// True if a device reading `value` reads at least as far out as a suspect
+/// at `level` that moved by `shift`, up to [`CORROBORATION_FLOOR_STEPS`]:
+/// the suspect's new level is one the neighbourhood already measures (a
+/// door mixing two rooms moves a device toward its neighbours across the
+/// wall, never beyond them).
+fn reads_beyond(level: f32, shift: f32, value: f32, quantity: QuantityType) -> bool {
+    let floor = CORROBORATION_FLOOR_STEPS * quantity.scale().unit_per_step;
+    shift != 0.0 && (value - level) * libm::copysignf(1.0, shift) >= -floor
 }
 
 /// How long peer statements count as corroborating each other, ms: two

@@ -1244,7 +1244,7 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
         let Some((id, s)) = self.subjects.get_mut(i) else {
             return;
         };
-        let (id, mut body) = (*id, None);
+        let (id, mut body, mut level) = (*id, None, None);
         if let (Some(base), Some(cur)) = (s.baseline.as_ref(), s.profile.as_ref()) {
             let step = cur.quantity.scale().unit_per_step;
             let to_steps = |v: f32| libm::roundf(v / step).clamp(i32::MIN as f32, i32::MAX as f32) as i32;
@@ -1253,6 +1253,8 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
             if offset.is_finite() {
                 s.evidence.record(batch::Cause::Drift, to_steps(offset));
             }
+            let latest = s.last_obs.filter(|o| o.quantity == cur.quantity).map(|o| o.reading);
+            level = Some((cur.quantity, latest.unwrap_or_else(|| to_reading(cur.value_mean))));
             let band = 2.0 * (libm::sqrtf(base.value_var.max(0.0)) + 0.01);
             body = Some(ConsistencyAlert {
                 suspect_id: id,
@@ -1263,8 +1265,9 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
                 v2: Some(ConsistencyAlertV2 { quantity: cur.quantity, timestamp: now.unix_s }),
             });
         }
-        let sample =
-            lifecycle::DeviationSample { sigma, quantity: self.cfg.quantity, suspect_reading: 0, my_reading: 0 };
+        let (quantity, suspect_reading) = level.unwrap_or((self.cfg.quantity, 0));
+        let my_reading = self.dag.recent_by_device(self.id, quantity).next().map_or(suspect_reading, |e| e.reading);
+        let sample = lifecycle::DeviationSample { sigma, quantity, suspect_reading, my_reading };
         self.feed_subject(i, lifecycle::SubjectEvent::Deviation(sample), now, out);
         if let (true, Some(a)) = (alert, body) {
             self.broadcast(Body::ConsistencyAlert(a), out);

@@ -534,7 +534,8 @@ fn profile_syncs_never_exceed_the_neighbours_rate_limit_and_reach_every_subject(
             due.iter().for_each(|&i| sent[i] += 1);
             if n <= 20 {
                 // The spec's schedule, unchanged up to 20 subjects.
-                let old = (0..n).filter(|&i| (epoch + i as u32).is_multiple_of(PROFILE_SYNC_EPOCHS)).collect::<Vec<_>>();
+                let old =
+                    (0..n).filter(|&i| (epoch + i as u32).is_multiple_of(PROFILE_SYNC_EPOCHS)).collect::<Vec<_>>();
                 assert_eq!(due, old);
             }
         }
