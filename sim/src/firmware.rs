@@ -1,15 +1,17 @@
 //! What the engine drives on each simulated device: the `Firmware` trait,
 //! `krill-core`'s node behind it, and a no-immunity baseline to compare with.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use krill_core::crypto::Crypto;
 use krill_core::gateway::DustKey;
 use krill_core::lifecycle::{OwnState, SubjectState};
 use krill_core::node::{Action, Node, NodeConfig, Now, Rng, Role};
 use krill_core::persist::{
-    restore, Flash, FlashError, Layout, RestoreReport, Restored, Status, Store, StoredProfile, ERASED, ESP32_C3_LAYOUT,
-    NRF52840_LAYOUT, SECTOR_SIZE,
+    restore, Flash, FlashError, Layout, RestoreReport, Restored, Status, Store, StoredProfile, SubjectStanding, ERASED,
+    ESP32_C3_LAYOUT, NRF52840_LAYOUT, SECTOR_SIZE,
 };
 use krill_core::types::{DeviceId, PublicKey, QuantityType, Reading, Signature};
 use krill_replay::{Capacities, ConfigSpec, CryptoSpec, Entry, Header, Recorder};
@@ -186,23 +188,149 @@ pub struct FlashStats {
     pub reboots: u32,
 }
 
+/// Sectors a [`SimFlash`] keeps in memory after writing to them: a board's
+/// writers work on a few at a time (the DAG log's tail, the state journal,
+/// an image being written). Older sectors go to the spill file.
+const HOT_SECTORS: usize = 4;
+
+/// One sector of a [`SimFlash`].
+#[derive(Debug)]
+enum Sector {
+    /// Every byte 0xFF; holds no memory.
+    Erased,
+    /// Written lately, or kept because the spill file could not take it.
+    Ram(Box<[u8; SECTOR_SIZE]>),
+    /// In this slot of the [`Spill`] file.
+    Spilled(u32),
+}
+
+/// Where sectors that a simulated board has not written lately wait: one
+/// unlinked temporary file per process, in 4 KiB slots reused through a
+/// free list. A day of a thousand Nanos keeps about 0.7 GB of DAG images in
+/// their A/B banks that only a reboot reads back; in memory they would
+/// double the run's footprint (issue #4: peak RSS ≤ 1 GiB).
+struct Spill {
+    file: std::fs::File,
+    free: Vec<u32>,
+    next: u32,
+}
+
+impl Spill {
+    /// The process's spill file; `None` if none could be created (every
+    /// sector then stays in memory).
+    fn get() -> Option<&'static Mutex<Spill>> {
+        static SPILL: OnceLock<Option<Mutex<Spill>>> = OnceLock::new();
+        SPILL.get_or_init(|| Spill::create().ok().map(Mutex::new)).as_ref()
+    }
+
+    fn create() -> std::io::Result<Spill> {
+        static NAMES: AtomicU64 = AtomicU64::new(0);
+        let name = format!("krill-simflash-{}-{}", std::process::id(), NAMES.fetch_add(1, Ordering::Relaxed));
+        let path = std::env::temp_dir().join(name);
+        let file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&path)?;
+        // Unlinked, the file lives as long as the process and no longer.
+        std::fs::remove_file(&path)?;
+        Ok(Spill { file, free: Vec::new(), next: 0 })
+    }
+
+    fn lock() -> Option<MutexGuard<'static, Spill>> {
+        Spill::get().map(|m| m.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Stores `data`; `None` if it could not (the caller keeps it).
+    fn put(data: &[u8; SECTOR_SIZE]) -> Option<u32> {
+        let mut sp = Spill::lock()?;
+        let slot = match sp.free.pop() {
+            Some(s) => s,
+            None => {
+                let s = sp.next;
+                sp.next = sp.next.checked_add(1)?;
+                s
+            }
+        };
+        let at = SeekFrom::Start(u64::from(slot) * SECTOR_SIZE as u64);
+        match (&sp.file).seek(at).and_then(|_| (&sp.file).write_all(data)) {
+            Ok(()) => Some(slot),
+            Err(_) => {
+                sp.free.push(slot);
+                None
+            }
+        }
+    }
+
+    /// Reads `buf.len()` bytes at `at` of `slot`.
+    fn read(slot: u32, at: usize, buf: &mut [u8]) -> Result<(), FlashError> {
+        let sp = Spill::lock().ok_or(FlashError::Device)?;
+        // A host read failure is the simulated chip's fault as far as the
+        // node can tell; it never happens on a healthy disk.
+        let at = SeekFrom::Start(u64::from(slot) * SECTOR_SIZE as u64 + at as u64);
+        (&sp.file).seek(at).and_then(|_| (&sp.file).read_exact(buf)).map_err(|_| FlashError::Device)
+    }
+
+    fn release(slot: u32) {
+        if let Some(mut sp) = Spill::lock() {
+            sp.free.push(slot);
+        }
+    }
+}
+
 /// A NOR flash the size of a board's chip that keeps only the sectors
 /// holding data, so that a thousand simulated ESP32-C3s do not need 4 MB of
-/// RAM each. Same rules as `krill_core::persist::RamFlash` (writes only
-/// clear bits, erases are whole aligned sectors; tested against it); it adds
-/// wear counters and the bit flips of [`Firmware::corrupt_flash`].
-#[derive(Clone, Debug)]
+/// RAM each, and only the [`HOT_SECTORS`] written last in memory: the rest
+/// is in a spill file until it is read or written again. Same rules as
+/// `krill_core::persist::RamFlash` (writes only clear bits, erases are
+/// whole aligned sectors; tested against it); it adds wear counters and the
+/// bit flips of [`Firmware::corrupt_flash`].
+#[derive(Debug)]
 pub struct SimFlash {
-    sectors: Vec<Option<Box<[u8; SECTOR_SIZE]>>>,
+    sectors: Vec<Sector>,
     erases: Vec<u32>,
     programmed: u64,
+    /// Sectors in memory, written last at the end.
+    hot: Vec<usize>,
+}
+
+impl Clone for SimFlash {
+    /// A copy with every sector in memory: a spill slot has one owner.
+    fn clone(&self) -> Self {
+        let sectors = (0..self.sectors.len())
+            .map(|i| match &self.sectors[i] {
+                Sector::Erased => Sector::Erased,
+                Sector::Ram(b) => Sector::Ram(b.clone()),
+                Sector::Spilled(_) => {
+                    let mut b = Box::new([ERASED; SECTOR_SIZE]);
+                    match self.read_sector(i, 0, &mut b[..]) {
+                        Ok(()) => Sector::Ram(b),
+                        // Unreadable on the host: the copy reads as a dead chip would.
+                        Err(_) => Sector::Ram(Box::new([0; SECTOR_SIZE])),
+                    }
+                }
+            })
+            .collect();
+        SimFlash { sectors, erases: self.erases.clone(), programmed: self.programmed, hot: self.hot.clone() }
+    }
+}
+
+impl Drop for SimFlash {
+    fn drop(&mut self) {
+        for s in &self.sectors {
+            if let Sector::Spilled(slot) = s {
+                Spill::release(*slot);
+            }
+        }
+    }
 }
 
 impl SimFlash {
     /// An erased device of `size` bytes (rounded down to whole sectors).
     pub fn new(size: u32) -> Self {
         let n = size as usize / SECTOR_SIZE;
-        SimFlash { sectors: vec![None; n], erases: vec![0; n], programmed: 0 }
+        SimFlash {
+            sectors: (0..n).map(|_| Sector::Erased).collect(),
+            erases: vec![0; n],
+            programmed: 0,
+            hot: Vec::with_capacity(HOT_SECTORS + 1),
+        }
     }
 
     /// Bytes programmed so far.
@@ -215,14 +343,23 @@ impl SimFlash {
         (self.erases.iter().map(|&e| u64::from(e)).sum(), self.erases.iter().copied().max().unwrap_or(0))
     }
 
+    /// Sectors holding data: (in memory, in the spill file).
+    pub fn resident_sectors(&self) -> (usize, usize) {
+        let ram = self.sectors.iter().filter(|s| matches!(s, Sector::Ram(_))).count();
+        let spilled = self.sectors.iter().filter(|s| matches!(s, Sector::Spilled(_))).count();
+        (ram, spilled)
+    }
+
     /// Offsets of every byte that is not erased, in address order.
     pub fn data_offsets(&self) -> Vec<u32> {
         let mut v = Vec::new();
-        for (i, s) in self.sectors.iter().enumerate() {
-            if let Some(s) = s {
-                let base = (i * SECTOR_SIZE) as u32;
-                v.extend(s.iter().enumerate().filter(|(_, &b)| b != ERASED).map(|(j, _)| base + j as u32));
+        let mut buf = [ERASED; SECTOR_SIZE];
+        for i in 0..self.sectors.len() {
+            if matches!(self.sectors[i], Sector::Erased) || self.read_sector(i, 0, &mut buf).is_err() {
+                continue;
             }
+            let base = (i * SECTOR_SIZE) as u32;
+            v.extend(buf.iter().enumerate().filter(|(_, &b)| b != ERASED).map(|(j, _)| base + j as u32));
         }
         v
     }
@@ -230,8 +367,52 @@ impl SimFlash {
     /// Flips one bit, as a worn or disturbed cell would; out of range is a no-op.
     pub fn flip_bit(&mut self, offset: u32, bit: u8) {
         let (i, j) = (offset as usize / SECTOR_SIZE, offset as usize % SECTOR_SIZE);
-        if let Some(slot) = self.sectors.get_mut(i) {
-            slot.get_or_insert_with(|| Box::new([ERASED; SECTOR_SIZE]))[j] ^= 1 << (bit & 7);
+        if i < self.sectors.len() {
+            if let Ok(s) = self.sector_mut(i) {
+                s[j] ^= 1 << (bit & 7);
+            }
+        }
+    }
+
+    /// `buf.len()` bytes at `at` of sector `i`, wherever it is.
+    fn read_sector(&self, i: usize, at: usize, buf: &mut [u8]) -> Result<(), FlashError> {
+        match &self.sectors[i] {
+            Sector::Erased => buf.fill(ERASED),
+            Sector::Ram(s) => buf.copy_from_slice(&s[at..at + buf.len()]),
+            Sector::Spilled(slot) => Spill::read(*slot, at, buf)?,
+        }
+        Ok(())
+    }
+
+    /// Sector `i` in memory for writing (an erased one materialised): it
+    /// becomes the newest hot sector, and the oldest beyond
+    /// [`HOT_SECTORS`] goes to the spill file.
+    fn sector_mut(&mut self, i: usize) -> Result<&mut [u8; SECTOR_SIZE], FlashError> {
+        match self.sectors[i] {
+            Sector::Ram(_) => {}
+            Sector::Erased => self.sectors[i] = Sector::Ram(Box::new([ERASED; SECTOR_SIZE])),
+            Sector::Spilled(slot) => {
+                let mut b = Box::new([ERASED; SECTOR_SIZE]);
+                Spill::read(slot, 0, &mut b[..])?;
+                Spill::release(slot);
+                self.sectors[i] = Sector::Ram(b);
+            }
+        }
+        if self.hot.last() != Some(&i) {
+            self.hot.retain(|&h| h != i);
+            self.hot.push(i);
+            if self.hot.len() > HOT_SECTORS {
+                let cold = self.hot.remove(0);
+                if let Sector::Ram(b) = &self.sectors[cold] {
+                    if let Some(slot) = Spill::put(b) {
+                        self.sectors[cold] = Sector::Spilled(slot);
+                    }
+                }
+            }
+        }
+        match &mut self.sectors[i] {
+            Sector::Ram(b) => Ok(b),
+            _ => Err(FlashError::Device),
         }
     }
 
@@ -260,10 +441,7 @@ impl Flash for SimFlash {
     fn read(&mut self, offset: u32, buf: &mut [u8]) -> Result<(), FlashError> {
         let mut k = 0;
         for (i, j, n) in self.pieces(offset, buf.len())? {
-            match &self.sectors[i] {
-                Some(s) => buf[k..k + n].copy_from_slice(&s[j..j + n]),
-                None => buf[k..k + n].fill(ERASED),
-            }
+            self.read_sector(i, j, &mut buf[k..k + n])?;
             k += n;
         }
         Ok(())
@@ -272,17 +450,17 @@ impl Flash for SimFlash {
     fn write(&mut self, offset: u32, data: &[u8]) -> Result<(), FlashError> {
         let pieces = self.pieces(offset, data.len())?;
         let mut k = 0;
+        let mut old = [ERASED; SECTOR_SIZE];
         for &(i, j, n) in &pieces {
-            if let Some(s) = &self.sectors[i] {
-                if s[j..j + n].iter().zip(&data[k..k + n]).any(|(old, new)| old & new != *new) {
-                    return Err(FlashError::NotErased);
-                }
+            self.read_sector(i, j, &mut old[..n])?;
+            if old[..n].iter().zip(&data[k..k + n]).any(|(old, new)| old & new != *new) {
+                return Err(FlashError::NotErased);
             }
             k += n;
         }
         k = 0;
         for (i, j, n) in pieces {
-            let s = self.sectors[i].get_or_insert_with(|| Box::new([ERASED; SECTOR_SIZE]));
+            let s = self.sector_mut(i)?;
             s[j..j + n].iter_mut().zip(&data[k..k + n]).for_each(|(old, new)| *old &= *new);
             k += n;
         }
@@ -296,7 +474,10 @@ impl Flash for SimFlash {
         }
         let i = sector_offset as usize / SECTOR_SIZE;
         let slot = self.sectors.get_mut(i).ok_or(FlashError::OutOfBounds)?;
-        *slot = None;
+        if let Sector::Spilled(s) = std::mem::replace(slot, Sector::Erased) {
+            Spill::release(s);
+        }
+        self.hot.retain(|&h| h != i);
         self.erases[i] = self.erases[i].saturating_add(1);
         Ok(())
     }
@@ -437,7 +618,8 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
                 Action::PersistProfiles if self.layout.profiles.is_some() => {
                     self.stats.profile_saves += 1;
                     let profiles: Vec<StoredProfile> = self.node.stored_profiles().collect();
-                    self.store.save_profiles(&mut self.flash, &profiles).map(drop)
+                    let standings: Vec<SubjectStanding> = self.node.stored_standings().collect();
+                    self.store.save_profile_image(&mut self.flash, &profiles, &standings).map(drop)
                 }
                 _ => continue,
             };
@@ -635,7 +817,8 @@ where
         let (node, report, store, dag, profiles) = on_big_stack(move || {
             let r: Restored<D, MAX_STORED_PROFILES> = restore(flash, layout, now.unix_s);
             let (dag, profiles) = (r.dag.entries().len(), r.profiles.len());
-            let node = Box::new(Node::restore(cfg, crypto, now, qid, &r.state, r.dag, &r.profiles));
+            let mut node = Box::new(Node::restore(cfg, crypto, now, qid, &r.state, r.dag, &r.profiles));
+            node.restore_standings(&r.standings, now);
             (node, r.report, r.store, dag, profiles)
         })?;
         self.node = node;
@@ -868,17 +1051,53 @@ mod tests {
         assert_eq!(data.len(), ram.bytes().iter().filter(|&&b| b != ERASED).count());
     }
 
+    /// Sectors written long ago leave memory for the spill file and come
+    /// back unchanged for reads, writes, bit flips and clones.
+    #[test]
+    fn cold_sectors_spill_and_come_back_unchanged() {
+        const N: usize = 12;
+        let byte = |i: usize, k: usize| ((k * 7 + i) as u8) & 0xFE;
+        let mut f = SimFlash::new((N * SECTOR_SIZE) as u32);
+        for i in 0..N {
+            let data: Vec<u8> = (0..SECTOR_SIZE).map(|k| byte(i, k)).collect();
+            f.write((i * SECTOR_SIZE) as u32, &data).unwrap();
+        }
+        assert!(Spill::get().is_some(), "no spill file in {}", std::env::temp_dir().display());
+        assert_eq!(f.resident_sectors(), (HOT_SECTORS, N - HOT_SECTORS));
+        let mut all = vec![0; N * SECTOR_SIZE];
+        f.read(0, &mut all).unwrap();
+        assert!(all.iter().enumerate().all(|(a, &b)| b == byte(a / SECTOR_SIZE, a % SECTOR_SIZE)));
+        // Sector 0 is in the spill file: NOR rules still hold there.
+        assert_eq!(f.write(0, &[0xFF]), Err(FlashError::NotErased));
+        f.write(3, &[0]).unwrap();
+        f.flip_bit(SECTOR_SIZE as u32 + 5, 0);
+        assert_eq!(f.resident_sectors(), (HOT_SECTORS, N - HOT_SECTORS), "two came back, two went out");
+        let mut b = [0u8; 2];
+        f.read(3, &mut b[..1]).unwrap();
+        f.read(SECTOR_SIZE as u32 + 5, &mut b[1..]).unwrap();
+        assert_eq!(b, [0, byte(1, 5) ^ 1]);
+        let c = f.clone();
+        assert_eq!(c.resident_sectors(), (N, 0), "a clone owns no spill slot");
+        assert_eq!(c.data_offsets(), f.data_offsets());
+        drop(c);
+        for i in 0..N {
+            f.erase((i * SECTOR_SIZE) as u32).unwrap();
+        }
+        assert_eq!(f.resident_sectors(), (0, 0));
+        assert!(f.data_offsets().is_empty());
+    }
+
     #[test]
     fn sim_flash_counts_wear_and_frees_erased_sectors() {
         let mut f = SimFlash::new(SIZE as u32);
         f.write(SECTOR_SIZE as u32 - 2, &[0, 1, 2, 3]).unwrap();
         assert_eq!(f.bytes_programmed(), 4);
-        assert_eq!(f.sectors.iter().filter(|s| s.is_some()).count(), 2, "a write across a boundary");
+        assert_eq!(f.resident_sectors(), (2, 0), "a write across a boundary");
         f.erase(0).unwrap();
         f.erase(0).unwrap();
         f.erase(SECTOR_SIZE as u32).unwrap();
         assert_eq!(f.erases(), (3, 2));
-        assert!(f.sectors.iter().all(Option::is_none), "erased sectors hold no memory");
+        assert_eq!(f.resident_sectors(), (0, 0), "erased sectors hold no memory");
         assert_eq!(f.erase(SIZE as u32), Err(FlashError::OutOfBounds));
         f.write(10, &[0x0F]).unwrap();
         f.flip_bit(10, 7);
