@@ -25,7 +25,7 @@ fn every_module_has_own_edge_cases() {
             *own.entry(r.module.clone()).or_default() += 1;
         }
     }
-    for module in ["consistency", "field", "dag", "quorum", "distance", "guards", "gateway", "wire", "dust"] {
+    for module in ["consistency", "field", "dag", "quorum", "distance", "guards", "gateway", "wire", "dust", "enroll"] {
         let n = own.get(module).copied().unwrap_or(0);
         assert!(n >= 5, "module {module} has {n} own vector cases, need at least 5");
     }

@@ -13,6 +13,7 @@ pub mod crypto;
 pub mod dag;
 pub mod distance;
 pub mod dust;
+pub mod enroll;
 pub mod field;
 pub mod gateway;
 pub mod guards;
@@ -83,6 +84,8 @@ pub enum Check {
     Vaccine(vaccine::Case),
     /// ES-1.2 metabolic decay, ES-4.4, ES-4.6, ES-6 settlement.
     Metabolic(metabolic::Case),
+    /// ES-13.2 enrollment decisions of provisioners and devices.
+    Enroll(enroll::Case),
 }
 
 /// What running one case produced: the computed values, and the mismatches.
@@ -146,6 +149,7 @@ impl Check {
             Check::Lifecycle(c) => lifecycle::run(c),
             Check::Vaccine(c) => vaccine::run(c),
             Check::Metabolic(c) => metabolic::run(c),
+            Check::Enroll(c) => enroll::run(c),
         }
     }
 }
