@@ -597,22 +597,33 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
     /// REJECTED or worse), and only readings heard within the last
     /// [`CORROBORATION_WINDOW_MS`] (a silent device says nothing of now).
     fn corroborating(&self, suspect: DeviceId, quantity: QuantityType, shift: f32, now_ms: u64) -> u8 {
-        use lifecycle::SubjectState as St;
         let n = self
-            .subjects
-            .iter()
-            .filter(|(id, s)| {
-                *id != suspect && !s.isolated && matches!(s.record.state(), St::Normal | St::Pyrexia | St::Inflammation)
-            })
-            .filter_map(|(_, s)| {
-                let o = s.last_obs.filter(|o| o.quantity == quantity)?;
-                let t = s.trend.filter(|t| t.quantity == quantity)?;
-                (now_ms.saturating_sub(o.rx_ms) <= CORROBORATION_WINDOW_MS)
-                    .then_some(quantity.to_value(o.reading) - t.mean)
-            })
+            .witnesses(suspect, quantity, now_ms)
+            .filter_map(|(s, value)| Some(value - s.trend.filter(|t| t.quantity == quantity)?.mean))
             .filter(|x| moved_with(shift, *x, quantity))
             .count();
         n.min(u8::MAX as usize) as u8
+    }
+
+    /// Subjects other than `suspect` in good standing (not isolated, not
+    /// REJECTED or worse) with a reading of `quantity` heard within the last
+    /// [`CORROBORATION_WINDOW_MS`], and that reading in physical units.
+    fn witnesses(
+        &self,
+        suspect: DeviceId,
+        quantity: QuantityType,
+        now_ms: u64,
+    ) -> impl Iterator<Item = (&super::Subject<N>, f32)> + '_ {
+        use lifecycle::SubjectState as St;
+        self.subjects
+            .iter()
+            .filter(move |(id, s)| {
+                *id != suspect && !s.isolated && matches!(s.record.state(), St::Normal | St::Pyrexia | St::Inflammation)
+            })
+            .filter_map(move |(_, s)| {
+                let o = s.last_obs.filter(|o| o.quantity == quantity)?;
+                (now_ms.saturating_sub(o.rx_ms) <= CORROBORATION_WINDOW_MS).then_some((s, quantity.to_value(o.reading)))
+            })
     }
 
     /// Subjects other than `suspect`, in the standing and recency of
@@ -620,19 +631,8 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
     /// least as far out as the suspect's `level` in the direction of its
     /// `shift` ([`reads_beyond`]).
     fn bracketing(&self, suspect: DeviceId, quantity: QuantityType, level: f32, shift: f32, now_ms: u64) -> u8 {
-        use lifecycle::SubjectState as St;
-        let n = self
-            .subjects
-            .iter()
-            .filter(|(id, s)| {
-                *id != suspect && !s.isolated && matches!(s.record.state(), St::Normal | St::Pyrexia | St::Inflammation)
-            })
-            .filter_map(|(_, s)| {
-                let o = s.last_obs.filter(|o| o.quantity == quantity)?;
-                (now_ms.saturating_sub(o.rx_ms) <= CORROBORATION_WINDOW_MS).then_some(quantity.to_value(o.reading))
-            })
-            .filter(|v| reads_beyond(level, shift, *v, quantity))
-            .count();
+        let n =
+            self.witnesses(suspect, quantity, now_ms).filter(|(_, v)| reads_beyond(level, shift, *v, quantity)).count();
         n.min(u8::MAX as usize) as u8
     }
 
