@@ -812,3 +812,41 @@ proptest! {
         }
     }
 }
+
+fn own_event() -> impl Strategy<Value = NodeEvent> {
+    let mode = prop_oneof![Just(QuorumMode::Solo), Just(QuorumMode::Quorum), Just(QuorumMode::Swarm)];
+    prop_oneof![
+        Just(NodeEvent::PowerOn),
+        Just(NodeEvent::PufOk),
+        Just(NodeEvent::PufFail),
+        mode.prop_map(|mode| NodeEvent::Tick { mode }),
+        Just(NodeEvent::HeartbeatSent),
+        any::<bool>().prop_map(|plausible| NodeEvent::OwnReading { plausible }),
+        Just(NodeEvent::RejectedByPeers),
+        any::<bool>().prop_map(NodeEvent::RemediationResult),
+        Just(NodeEvent::Shutdown),
+        Just(NodeEvent::EnergyDepleted),
+    ]
+}
+
+proptest! {
+    /// ES-13.2 asks a provisioner for NORMAL *and* weight ≥ 0.8; the second
+    /// condition has no refusal of its own because it cannot fail: every way
+    /// into NORMAL sets the weight to 0.8 and nothing lowers it there.
+    #[test]
+    fn a_normal_node_always_weighs_point_eight(
+        steps in proptest::collection::vec((own_event(), 0u64..4 * HOUR), 1..200),
+    ) {
+        let mut n = NodeLifecycle::new(id(9), own_cfg());
+        let _ = n.handle(NodeEvent::PowerOn, 0);
+        let _ = n.handle(NodeEvent::PufOk, 0);
+        let mut t = 0u64;
+        for (ev, dt) in steps {
+            t += dt;
+            let _ = n.handle(ev, t);
+            if n.state() == OwnState::Normal {
+                prop_assert_eq!(n.weight(), NORMAL_WEIGHT);
+            }
+        }
+    }
+}

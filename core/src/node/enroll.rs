@@ -37,7 +37,7 @@ use crate::guards::Unverified;
 use crate::lifecycle::{NodeEvent, NodeLifecycle, OwnState};
 use crate::profile::SubjectKind;
 use crate::quorum::QuorumMode;
-use crate::types::{DeviceId, PublicKey, Timestamp, Weight};
+use crate::types::{DeviceId, PublicKey, Timestamp};
 use crate::wire::enroll::{EnrollmentRequestV2, EnrollmentResponseV2};
 use crate::wire::{Body, EnrollmentRequest, EnrollmentResponse, FrameRepr, KeyRotation};
 
@@ -47,8 +47,6 @@ pub const MAX_MANIFEST: usize = 16;
 pub const CERT_SLOTS: usize = 4;
 /// Accepted requests waiting for the next `handle_timers`.
 pub const PENDING_SLOTS: usize = 4;
-/// Lowest weight that may provision: 0.8 of 255 (ES-13.2).
-pub const PROVISIONER_MIN_WEIGHT: Weight = 204;
 /// Fewest other Nano neighbours a provisioner needs (ES-13.2).
 pub const PROVISIONER_MIN_NEIGHBOURS: usize = 3;
 
@@ -121,10 +119,10 @@ pub enum EnrollRefusal {
     /// Our certificate names another key: a misconfiguration that every
     /// device would refuse anyway.
     CertificateNotOurs,
-    /// We are not NORMAL (ES-13.2: only a settled node provisions).
+    /// We are not NORMAL (ES-13.2: only a settled node provisions). This
+    /// also covers ES-13.2's "weight ≥ 0.8": the own weight follows the
+    /// state (ES-3.1), and only NORMAL carries 0.8.
     NotNormal,
-    /// Our weight is below 0.8.
-    WeightTooLow,
     /// Fewer than 3 live Nano neighbours, or SOLO: no quorum watches us.
     TooFewNeighbours,
     /// No NetKey to hand out (see `Node::set_network_key`).
@@ -371,9 +369,6 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
         }
         if self.own.state() != OwnState::Normal {
             return Some(EnrollRefusal::NotNormal);
-        }
-        if self.own.weight() < PROVISIONER_MIN_WEIGHT {
-            return Some(EnrollRefusal::WeightTooLow);
         }
         let window = self.cfg.quorum.liveness_window;
         let nanos = self
