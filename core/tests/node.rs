@@ -641,11 +641,11 @@ fn reboot_body() {
 
     // Power cycle: restore, rebuild, carry on.
     let t = now_at(70_000);
-    let back: Restored<512, 0> = restore(&mut *flash, &NRF52840_LAYOUT, t.unix_s);
+    let mut back: Restored<512, 0> = restore(&mut *flash, &NRF52840_LAYOUT, t.unix_s);
     assert_eq!(back.dag.entries().len(), own_entries);
     assert_eq!(back.report.dag_appended, 11, "the first append made the image, the rest are in the log");
     let state = back.state;
-    let mut a2: TestNode<RealCrypto> = Node::restore(fast_config(), crypto, t, 7, &state, back.dag, &back.profiles);
+    let mut a2: TestNode<RealCrypto> = Node::restore(fast_config(), crypto, t, 7, back.node_image());
     assert!(!a2.field().is_empty(), "the field is rebuilt from the stored DAG");
     assert_eq!(a2.persisted_state(t).boot_count, state.boot_count + 1);
     let f = trace_frame(&mut a2, t, 2201);
@@ -1174,13 +1174,13 @@ fn reboot_normal_body() {
     assert!(stored.iter().any(|p| p.mode == ProfileMode::Frozen), "baselines are stored");
 
     let t = now_at(230_000);
-    let back: Restored<512, 64> = restore(&mut *flash, &ESP32_C3_LAYOUT, t.unix_s);
+    let mut back: Restored<512, 64> = restore(&mut *flash, &ESP32_C3_LAYOUT, t.unix_s);
     assert_eq!(back.state.lifecycle, lifecycle_code::NORMAL);
     assert!(back.report.dag_appended >= 5, "{:?}", back.report);
     assert_eq!(back.dag.entries().len(), a.dag().entries().len());
     assert_eq!(back.profiles.len(), stored.len());
     let crypto = RealCrypto::new(&identity(0));
-    let a2: TestNode<RealCrypto> = Node::restore(cfg, crypto, t, 7, &back.state, back.dag, &back.profiles);
+    let a2: TestNode<RealCrypto> = Node::restore(cfg, crypto, t, 7, back.node_image());
     assert_eq!(a2.own().state(), lifecycle::OwnState::Normal);
     assert_eq!(a2.own().weight(), lifecycle::NORMAL_WEIGHT);
     assert!(a2.own().profile_frozen());
@@ -1231,9 +1231,9 @@ fn reboot_neonatal_body() {
 
     // Powered off for an hour; the monotonic clock restarts at 0.
     let t = Now::new(0, now_at(181_000).unix_s + 3600);
-    let back: Restored<512, 0> = restore(&mut *flash, &NRF52840_LAYOUT, t.unix_s);
+    let mut back: Restored<512, 0> = restore(&mut *flash, &NRF52840_LAYOUT, t.unix_s);
     let crypto = RealCrypto::new(&identity(0));
-    let a2: TestNode<RealCrypto> = Node::restore(cfg, crypto, t, 7, &back.state, back.dag, &back.profiles);
+    let a2: TestNode<RealCrypto> = Node::restore(cfg, crypto, t, 7, back.node_image());
     assert_eq!(a2.own().state(), lifecycle::OwnState::Neonatal);
     assert_eq!(a2.own().weight(), lifecycle::NEONATAL_WEIGHT);
     assert_eq!(a2.own().neonatal_observed_ms(), saved_s as u64 * 1000, "powered-off time is not observed time");

@@ -5,9 +5,9 @@
 //! honest node carries out its persistence actions on its own `RamFlash`.
 
 use krill_core::crypto::{Crypto, RealCrypto};
-use krill_core::lifecycle::{AnyState, SubjectState};
+use krill_core::lifecycle::{AnyState, LifecycleAction, SubjectState};
 use krill_core::node::{Action, AuditEvent, Node, NodeConfig, Now};
-use krill_core::persist::{restore, RamFlash, Restored, Store, ESP32_C3_LAYOUT};
+use krill_core::persist::{restore, NodeImage, RamFlash, Restored, Store, ESP32_C3_LAYOUT};
 use krill_core::types::{DeviceId, Reading};
 use std::collections::VecDeque;
 
@@ -141,10 +141,9 @@ impl Mesh {
 
 /// Restores monitor `i` from its flash at `now` and registers its peers.
 fn reboot(mesh: &mut Mesh, i: usize, cfg: &NodeConfig, now: Now) -> TestNode {
-    let back: Restored<512, 64> = restore(&mut *mesh.flashes[i], &ESP32_C3_LAYOUT, now.unix_s);
+    let mut back: Restored<512, 64> = restore(&mut *mesh.flashes[i], &ESP32_C3_LAYOUT, now.unix_s);
     let crypto = RealCrypto::new(&identity(i as u8));
-    let mut node: TestNode = Node::restore(cfg.clone(), crypto, now, 99, &back.state, back.dag, &back.profiles);
-    node.restore_standings(&back.standings, now);
+    let mut node: TestNode = Node::restore(cfg.clone(), crypto, now, 99, back.node_image());
     for j in (0..7).filter(|&j| j != i) {
         node.register_peer(RealCrypto::new(&identity(j as u8)).public_key()).unwrap();
     }
@@ -213,7 +212,8 @@ fn body() {
     let mut amnesiac = {
         let back: Restored<512, 64> = restore(&mut *mesh.flashes[monitor], &ESP32_C3_LAYOUT, boot.unix_s);
         let crypto = RealCrypto::new(&identity(monitor as u8));
-        let mut n: TestNode = Node::restore(cfg.clone(), crypto, boot, 99, &back.state, back.dag, &back.profiles);
+        let image = NodeImage { state: &back.state, dag: back.dag, profiles: &back.profiles, standings: &[] };
+        let mut n: TestNode = Node::restore(cfg.clone(), crypto, boot, 99, image);
         for j in (0..7).filter(|&j| j != monitor) {
             n.register_peer(RealCrypto::new(&identity(j as u8)).public_key()).unwrap();
         }
@@ -251,6 +251,52 @@ fn body() {
     assert_eq!(node.subject_state(spiker), Some(SubjectState::Rejection));
     tick(&mut node, at(remaining_ms + 60_000));
     assert_eq!(node.subject_state(spiker), Some(SubjectState::Quarantine));
+
+    // QUARANTINE launches one remediation per day; an unanswered attempt
+    // counts as failed when the next one is launched, and that is written
+    // at once.
+    let q_ms = remaining_ms + 60_000;
+    let acts = tick_out(&mut node, at(q_ms + DAY_MS + 1000));
+    assert_eq!(attempts(&acts, spiker), [1]);
+    let acts = tick_out(&mut node, at(q_ms + 2 * DAY_MS + 2000));
+    assert_eq!(attempts(&acts, spiker), [2]);
+    assert!(acts.iter().any(|a| matches!(a, Action::PersistProfiles)), "the failure is written at once");
+    assert_eq!(node.subject(spiker).unwrap().record().remediation_attempts(), 1);
+    assert!(persist(&mut mesh.stores[monitor], &mut mesh.flashes[monitor], &node, &Action::PersistProfiles));
+
+    // Off for 6 h, back at mono 0: the failure is remembered and the ES-3.1
+    // schedule goes on (attempt 2 was due 2 days after entering, so the one
+    // cut short by the power-off is made again at once).
+    let boot2 = at(q_ms + 2 * DAY_MS + 2000).unix_s + 6 * 3600;
+    let mut node = reboot(&mut mesh, monitor, &cfg, Now::new(0, boot2));
+    let r = node.subject(spiker).unwrap().record();
+    assert_eq!((r.state(), r.remediation_attempts(), r.assessed_weight()), (SubjectState::Quarantine, 1, 0));
+    let at = |ms: u64| Now::new(ms, boot2 + (ms / 1000) as u32);
+    assert_eq!(attempts(&tick_out(&mut node, at(1000)), spiker), [2]);
+    assert_eq!(attempts(&tick_out(&mut node, at(DAY_MS)), spiker), [] as [u8; 0]);
+    assert_eq!(attempts(&tick_out(&mut node, at(DAY_MS + 2000)), spiker), [3]);
+    assert_eq!(node.subject(spiker).unwrap().record().remediation_attempts(), 2);
+}
+
+const DAY_MS: u64 = 86_400_000;
+
+fn tick_out(node: &mut TestNode, now: Now) -> Vec<Action> {
+    let mut rng = Lcg(7);
+    let mut out = Vec::new();
+    node.handle_timers(now, &mut rng, &mut |a| out.push(a));
+    out
+}
+
+/// The remediation attempts `acts` launch for `subject`.
+fn attempts(acts: &[Action], subject: DeviceId) -> Vec<u8> {
+    acts.iter()
+        .filter_map(|a| match a {
+            Action::Lifecycle(LifecycleAction::AttemptRemediation { subject: s, attempt }) if *s == subject => {
+                Some(*attempt)
+            }
+            _ => None,
+        })
+        .collect()
 }
 
 #[test]

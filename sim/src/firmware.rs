@@ -815,10 +815,9 @@ where
         let (cfg, crypto, layout) = (self.cfg.clone(), self.crypto.clone(), self.layout);
         let flash = &mut self.flash;
         let (node, report, store, dag, profiles) = on_big_stack(move || {
-            let r: Restored<D, MAX_STORED_PROFILES> = restore(flash, layout, now.unix_s);
+            let mut r: Restored<D, MAX_STORED_PROFILES> = restore(flash, layout, now.unix_s);
             let (dag, profiles) = (r.dag.entries().len(), r.profiles.len());
-            let mut node = Box::new(Node::restore(cfg, crypto, now, qid, &r.state, r.dag, &r.profiles));
-            node.restore_standings(&r.standings, now);
+            let node = Box::new(Node::restore(cfg, crypto, now, qid, r.node_image()));
             (node, r.report, r.store, dag, profiles)
         })?;
         self.node = node;

@@ -142,6 +142,10 @@ pub struct SubjectRecord<const R: usize = MAX_NEIGHBORS> {
     pending_rejection: Option<PendingRejection>,
     boundary: BoundaryProfile,
     timers: Timers,
+    /// Time spent in the current state before `entered_at_ms` that the
+    /// monotonic clock cannot express: a record [restored](Self::restored)
+    /// at boot had been in REJECTION longer than the new clock has run.
+    carried_ms: u64,
 }
 
 impl<const R: usize> SubjectRecord<R> {
@@ -165,7 +169,46 @@ impl<const R: usize> SubjectRecord<R> {
             pending_rejection: None,
             boundary: BoundaryProfile::default(),
             timers,
+            carried_ms: 0,
         }
+    }
+
+    /// A record rebuilt at boot from a stored standing
+    /// (`persist::SubjectStanding`): in REJECTION or QUARANTINE for `age_ms`
+    /// already (measured on the Unix clock, since the monotonic one restarts
+    /// at boot), with `remediation_attempts` failed remediations (QUARANTINE
+    /// only; REJECTION starts QUARANTINE with none, as at run time).
+    ///
+    /// The REJECTION timeout counts the whole age, also when it is longer
+    /// than the monotonic clock has run (`now_ms`): the record is entered at
+    /// 0 and carries the rest until it leaves REJECTION. QUARANTINE resumes
+    /// the ES-3.1 schedule (attempt `k` is due `k` remediation intervals
+    /// after entering): with `a` failures behind it, attempt `a + 1` is due
+    /// `(a + 1)` intervals after the original entry, at the first tick when
+    /// that time has passed (an attempt cut short by the reboot is made
+    /// again). `None` for any other state: no other state is stored.
+    pub fn restored(
+        subject: DeviceId,
+        kind: SubjectKind,
+        state: SubjectState,
+        age_ms: u64,
+        remediation_attempts: u8,
+        now_ms: u64,
+        timers: Timers,
+    ) -> Option<Self> {
+        if !matches!(state, SubjectState::Rejection | SubjectState::Quarantine) {
+            return None;
+        }
+        let mut r = Self::new(subject, kind, state, now_ms.saturating_sub(age_ms), timers);
+        r.last_heard_ms = now_ms;
+        r.carried_ms = age_ms.saturating_sub(now_ms);
+        if state == SubjectState::Quarantine {
+            r.remediation_attempts = remediation_attempts;
+            let due_after_entry =
+                timers.remediation_interval_ms.saturating_mul(u64::from(remediation_attempts).saturating_add(1));
+            r.next_remediation_ms = now_ms.saturating_add(due_after_entry.saturating_sub(age_ms));
+        }
+        Some(r)
     }
 
     /// The subject.
@@ -178,9 +221,17 @@ impl<const R: usize> SubjectRecord<R> {
         self.state
     }
 
-    /// When the current state was entered.
+    /// When the current state was entered (0 for a record restored with
+    /// more time in its state than the monotonic clock has run; see
+    /// [`SubjectRecord::time_in_state_ms`]).
     pub fn entered_at_ms(&self) -> u64 {
         self.entered_at_ms
+    }
+
+    /// How long the record has been in its current state at `now_ms`,
+    /// including time carried over a reboot.
+    pub fn time_in_state_ms(&self, now_ms: u64) -> u64 {
+        now_ms.saturating_sub(self.entered_at_ms).saturating_add(self.carried_ms)
     }
 
     /// Last time the subject was heard.
@@ -289,6 +340,7 @@ impl<const R: usize> SubjectRecord<R> {
     fn enter(&mut self, to: SubjectState, now_ms: u64, step: &mut Step) {
         self.state = to;
         self.entered_at_ms = now_ms;
+        self.carried_ms = 0;
         self.consecutive_pyrexia = 0;
         self.query = None;
         self.remediation_attempts = 0;
@@ -440,7 +492,7 @@ impl<const R: usize> SubjectRecord<R> {
             }
             return;
         }
-        let elapsed_ms = now_ms.saturating_sub(self.entered_at_ms);
+        let elapsed_ms = self.time_in_state_ms(now_ms);
         let timeout = |limit_ms: u64| (elapsed_ms > limit_ms).then_some(Reason::Timeout { elapsed_ms, limit_ms });
         match self.state {
             SubjectState::Pyrexia => {
@@ -514,5 +566,123 @@ impl<const R: usize> SubjectRecord<R> {
         } else {
             let _ = self.fail_remediation(now_ms, step);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOUR: u64 = 3_600_000;
+    const DAY: u64 = 24 * HOUR;
+    const ID: DeviceId = DeviceId([0x5A; 8]);
+
+    fn held(state: SubjectState, age_ms: u64, attempts: u8, now_ms: u64) -> SubjectRecord {
+        SubjectRecord::restored(ID, SubjectKind::Nano, state, age_ms, attempts, now_ms, Timers::default())
+            .expect("REJECTION and QUARANTINE can be restored")
+    }
+
+    /// The attempts a tick at `now_ms` launches.
+    fn attempts_at(r: &mut SubjectRecord, now_ms: u64) -> heapless::Vec<u8, 4> {
+        let step = r.handle(SubjectEvent::Tick, now_ms, &mut Cluster::new(10, 4, 1));
+        step.actions
+            .iter()
+            .filter_map(|a| match a {
+                LifecycleAction::AttemptRemediation { subject, attempt } if *subject == ID => Some(*attempt),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn quarantine_keeps_its_attempts_and_the_es31_schedule() {
+        // Entered 2.5 days before a boot at mono 0 with 2 failures: ES-3.1
+        // makes attempt 3 due 3 days after entering, half a day from now.
+        let boot = 0;
+        let mut r = held(SubjectState::Quarantine, 5 * DAY / 2, 2, boot);
+        assert_eq!((r.state(), r.remediation_attempts(), r.assessed_weight()), (SubjectState::Quarantine, 2, 0));
+        assert!(attempts_at(&mut r, boot + DAY / 2 - 1000).is_empty(), "not before entered_at + 3 days");
+        assert_eq!(attempts_at(&mut r, boot + DAY / 2 + 1000).as_slice(), &[3]);
+        // The third failure is the last one (ES-3.1: attempts >= 3 -> APOPTOTIC).
+        let step = r.handle(SubjectEvent::RemediationResult(false), boot + DAY / 2 + 2000, &mut Cluster::new(10, 4, 1));
+        assert_eq!(r.state(), SubjectState::Apoptotic);
+        assert!(step.actions.contains(&LifecycleAction::ForgetSubject { subject: ID }));
+
+        // Without the stored count the same record would have started over at attempt 1.
+        let mut fresh = held(SubjectState::Quarantine, 5 * DAY / 2, 0, boot);
+        assert_eq!(attempts_at(&mut fresh, boot + 1000).as_slice(), &[1]);
+    }
+
+    #[test]
+    fn an_overdue_attempt_runs_at_the_first_tick_and_the_schedule_goes_on() {
+        // One failure, entered 5 days ago: attempt 2 was due 3 days ago.
+        let boot = 7 * HOUR;
+        let mut r = held(SubjectState::Quarantine, 5 * DAY, 1, boot);
+        assert_eq!(attempts_at(&mut r, boot + 1000).as_slice(), &[2]);
+        let _ = r.handle(SubjectEvent::RemediationResult(false), boot + 2000, &mut Cluster::new(10, 4, 1));
+        assert_eq!((r.state(), r.remediation_attempts()), (SubjectState::Quarantine, 2));
+        assert!(attempts_at(&mut r, boot + 1000 + DAY - 1000).is_empty(), "one interval between attempts");
+        assert_eq!(attempts_at(&mut r, boot + 1000 + DAY + 1000).as_slice(), &[3]);
+        // Success restarts the lifecycle.
+        let _ = r.handle(SubjectEvent::RemediationResult(true), boot + 2 * DAY, &mut Cluster::new(10, 4, 1));
+        assert_eq!((r.state(), r.remediation_attempts()), (SubjectState::Neonatal, 0));
+    }
+
+    #[test]
+    fn quarantine_schedule_matches_es31_for_every_age() {
+        // ES-10.5: attempt when now - entered_at > 86400 * (attempts + 1).
+        for attempts in 0..3u8 {
+            for age_h in [0u64, 1, 23, 24, 25, 47, 49, 71, 73, 200] {
+                for boot in [0, 30 * HOUR] {
+                    let mut r = held(SubjectState::Quarantine, age_h * HOUR, attempts, boot);
+                    let due_age = DAY * (u64::from(attempts) + 1);
+                    let first =
+                        if age_h * HOUR >= due_age { boot + 1000 } else { boot + due_age - age_h * HOUR + 1000 };
+                    if first > boot + 1000 {
+                        assert!(attempts_at(&mut r, first - 2000).is_empty(), "a={attempts} age={age_h} h boot={boot}");
+                    }
+                    assert_eq!(attempts_at(&mut r, first).as_slice(), &[attempts + 1], "a={attempts} age={age_h} h");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn rejection_counts_the_age_the_new_clock_cannot_hold() {
+        // 70 h in REJECTION, the board's clock at 0: 2 h of the 72 remain.
+        let mut r = held(SubjectState::Rejection, 70 * HOUR, 0, 0);
+        assert_eq!((r.entered_at_ms(), r.time_in_state_ms(0)), (0, 70 * HOUR));
+        assert!(attempts_at(&mut r, 2 * HOUR - 1000).is_empty());
+        assert_eq!(r.state(), SubjectState::Rejection);
+        let _ = attempts_at(&mut r, 2 * HOUR + 1000);
+        assert_eq!((r.state(), r.remediation_attempts()), (SubjectState::Quarantine, 0));
+        assert_eq!(r.time_in_state_ms(2 * HOUR + 1000), 0, "the carried age ends with REJECTION");
+        // QUARANTINE then runs on the configured interval from its own entry.
+        assert!(attempts_at(&mut r, 2 * HOUR + 1000 + DAY - 1000).is_empty());
+        assert_eq!(attempts_at(&mut r, 2 * HOUR + 1000 + DAY + 1000).as_slice(), &[1]);
+
+        // A clock that has run longer than the age enters it in the past.
+        let r = held(SubjectState::Rejection, 10 * HOUR, 2, 20 * HOUR);
+        assert_eq!(
+            (r.entered_at_ms(), r.time_in_state_ms(20 * HOUR), r.remediation_attempts()),
+            (10 * HOUR, 10 * HOUR, 0)
+        );
+    }
+
+    #[test]
+    fn only_held_states_are_restored() {
+        for s in [
+            SubjectState::Neonatal,
+            SubjectState::Normal,
+            SubjectState::Pyrexia,
+            SubjectState::Inflammation,
+            SubjectState::Apoptotic,
+        ] {
+            let r = SubjectRecord::<4>::restored(ID, SubjectKind::Dust, s, HOUR, 1, 0, Timers::default());
+            assert!(r.is_none(), "{s:?}");
+        }
+        let r =
+            SubjectRecord::<4>::restored(ID, SubjectKind::Dust, SubjectState::Rejection, HOUR, 0, 0, Timers::default());
+        assert_eq!(r.map(|r| (r.state(), r.assessed_weight())), Some((SubjectState::Rejection, 0)));
     }
 }

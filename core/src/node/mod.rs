@@ -23,6 +23,7 @@ mod batch;
 mod dispatch;
 mod dust;
 mod enroll;
+mod restore;
 #[cfg(test)]
 mod tests;
 pub mod timers;
@@ -43,8 +44,8 @@ use crate::guards::{DropCounts, GuardConfig, Guards, GUARD_DEVICES, RATE_BUCKETS
 use crate::lifecycle::{
     self, Cluster, LifecycleAction, NodeEvent, NodeLifecycle, OwnState, Reason, Step, SubjectRecord, SubjectState,
 };
-use crate::persist::{PersistedState, StoredProfile, SubjectStanding};
-use crate::profile::{BehavioralProfile, Observation, ProfileMode, SubjectKind};
+use crate::persist::{PersistedState, StoredProfile};
+use crate::profile::{BehavioralProfile, Observation};
 use crate::quorum::{QuorumConfig, QuorumState};
 use crate::types::{
     Confidence, DeviceId, Hash20, PublicKey, QuantityType, Signature, Timestamp, MAX_DAG_ENTRIES, MAX_DAG_ENTRIES_DUST,
@@ -306,19 +307,7 @@ pub struct Node<
     own_trend: Option<SlowTrend>,
     queries: heapless::Vec<crate::wire::InflammationQuery, N>,
     query_pacer: timers::SendPacer,
-    standings: heapless::Vec<Standing, N>,
-}
-
-/// When a subject entered REJECTION/QUARANTINE on the Unix clock, for
-/// [`Node::stored_standings`]. `short_timer`: restored with a REJECTION
-/// timer cut to what remained (the monotonic clock could not go back to
-/// the original entry), so the record is rebuilt with the configured
-/// timers once it leaves REJECTION.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Standing {
-    device: DeviceId,
-    entered_at: Timestamp,
-    short_timer: bool,
+    standings: heapless::Vec<restore::Standing, N>,
 }
 
 /// Time constant of [`SlowTrend`], ms: slow enough that a change of the
@@ -481,89 +470,6 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
         }
     }
 
-    /// A node rebooting from flash (ES-14.3, `persist::restore`): the DAG
-    /// comes back as stored and the pheromone field is rebuilt from it on
-    /// our clock, so own sequence numbers continue where they stopped
-    /// (neighbours' duplicate windows would drop a restart at 0) and the
-    /// consensus is there at once. Received entries are re-deposited with
-    /// at most the NEONATAL weight: the assessments behind them were not
-    /// stored (SPEC-NOTES 7). The own lifecycle continues from `state`
-    /// ([`NodeLifecycle::restore`]); `profiles` (the krill_profiles image)
-    /// rebuild the subjects, see [`Node::stored_profiles`] and
-    /// `docs/spec-deviations.md` for what comes back. Call
-    /// [`Node::restore_standings`] next with `persist::Restored::standings`,
-    /// or every subject this node had rejected comes back NEONATAL.
-    pub fn restore(
-        cfg: NodeConfig,
-        crypto: C,
-        now: Now,
-        first_query_id: u32,
-        state: &PersistedState,
-        dag: LocalDag<D>,
-        profiles: &[StoredProfile],
-    ) -> Self {
-        let mut node = Self::new(cfg, crypto, now, first_query_id);
-        for e in dag.entries() {
-            let w = if e.device == node.id { e.weight } else { e.weight.min(lifecycle::NEONATAL_WEIGHT) };
-            let _ = node.field.deposit(&e.trace(), w, now.unix_s);
-        }
-        node.dag_synced = DagSynced::of(dag.entries());
-        node.dag = dag;
-        node.own = NodeLifecycle::restore(node.id, node.cfg.lifecycle, state, now.mono_ms, now.unix_s);
-        node.restore_profiles(profiles, now);
-        node.boot = BootInfo {
-            boot_count: state.boot_count.wrapping_add(1),
-            last_boot: now.unix_s,
-            neonatal_start: state.neonatal_start,
-            last_heartbeat: state.last_heartbeat,
-            ber_history: state.ber_history,
-            puf_warning: state.puf_warning,
-        };
-        node
-    }
-
-    /// Rebuilds subjects from stored profiles (ES-14.3 step 5). Only the
-    /// PROFILE_SYNC summary was stored, so each profile comes back through
-    /// `BehavioralProfile::from_summary`: value histogram, count, mean,
-    /// variance, range, version. Lost and relearnt: timing (intervals,
-    /// hourly activity), message rate, battery/energy trends, neighbour
-    /// correlations, the subject's kind (restored as Nano) and its record
-    /// state. Records restart NEONATAL (weight 0.3) with the running
-    /// profile learning on from the summary, except the rejected and
-    /// quarantined ones [`Node::restore_standings`] brings back; the stored baseline comes
-    /// back as the baseline (NK audits run at once) until the record
-    /// freezes a new one `subject_neonatal_ms` later. Our own id, invalid
-    /// summaries and subjects beyond the table are skipped.
-    fn restore_profiles(&mut self, profiles: &[StoredProfile], now: Now) {
-        for sp in profiles {
-            if sp.device == self.id {
-                continue;
-            }
-            let Ok(mut p) = BehavioralProfile::<N>::from_summary(sp.device, sp.quantity, &sp.summary) else {
-                continue;
-            };
-            let Some((_, s)) =
-                self.subject_slot(sp.device, SubjectKind::Nano, now).and_then(|i| self.subjects.get_mut(i))
-            else {
-                continue;
-            };
-            if sp.mode == ProfileMode::Frozen {
-                p.freeze();
-                s.baseline = Some(p);
-            } else {
-                p.mode = ProfileMode::Learning;
-                s.profile = Some(p);
-            }
-        }
-        for (_, s) in self.subjects.iter_mut() {
-            if let (None, Some(b)) = (s.profile.as_ref(), s.baseline.as_ref()) {
-                let mut p = b.running_copy();
-                p.mode = ProfileMode::Learning;
-                s.profile = Some(p);
-            }
-        }
-    }
-
     /// The profiles to write at [`Action::PersistProfiles`]: per subject its
     /// frozen baseline (mode `Frozen`) and its running profile, as
     /// PROFILE_SYNC summaries.
@@ -576,100 +482,6 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
                 summary: p.summary(),
             })
         })
-    }
-
-    /// The rejected and quarantined subjects to write with the profiles at
-    /// [`Action::PersistProfiles`] (`persist::Store::save_profile_image`),
-    /// so a reboot does not hand them their weight back.
-    pub fn stored_standings(&self) -> impl Iterator<Item = SubjectStanding> + '_ {
-        use crate::persist::lifecycle_code as lc;
-        self.subjects.iter().filter_map(|(id, s)| {
-            let state = match s.record.state() {
-                SubjectState::Rejection => lc::REJECTION,
-                SubjectState::Quarantine => lc::QUARANTINE,
-                _ => return None,
-            };
-            let st = self.standings.iter().find(|t| t.device == *id)?;
-            Some(SubjectStanding {
-                device: *id,
-                state,
-                kind: s.kind,
-                remediation_attempts: s.record.remediation_attempts(),
-                entered_at: st.entered_at,
-            })
-        })
-    }
-
-    /// Brings back the subjects this node had rejected or quarantined
-    /// (`persist::Restored::standings`), after [`Node::restore`]: weight 0,
-    /// isolated, their traces out of the field, and the REJECTION timeout
-    /// running from the stored Unix entry time, not from the boot (a stored
-    /// time ahead of the clock counts as just entered). The monotonic clock
-    /// restarts at boot, so when the time already spent in REJECTION is
-    /// longer than the clock has run, the record starts at 0 with its
-    /// REJECTION timer cut to what remained. QUARANTINE restarts its
-    /// remediation schedule (attempts are not restorable through the record
-    /// API). Our own id and subjects beyond the table are skipped.
-    pub fn restore_standings(&mut self, standings: &[SubjectStanding], now: Now) {
-        use crate::persist::lifecycle_code as lc;
-        for st in standings {
-            let state = match st.state {
-                lc::REJECTION => SubjectState::Rejection,
-                lc::QUARANTINE => SubjectState::Quarantine,
-                _ => continue,
-            };
-            if st.device == self.id {
-                continue;
-            }
-            let mut timers = self.cfg.subject_timers;
-            let age_ms = (now.unix_s.saturating_sub(st.entered_at) as u64 * 1000).min(timers.rejection_ms);
-            let (at_ms, short_timer) = match (state, now.mono_ms.checked_sub(age_ms)) {
-                (SubjectState::Rejection, Some(at)) => (at, false),
-                (SubjectState::Rejection, None) => {
-                    timers.rejection_ms -= age_ms - now.mono_ms;
-                    (0, true)
-                }
-                _ => (now.mono_ms, false),
-            };
-            let Some((_, s)) = self.subject_slot(st.device, st.kind, now).and_then(|i| self.subjects.get_mut(i)) else {
-                continue;
-            };
-            s.kind = st.kind;
-            s.record = SubjectRecord::new(st.device, st.kind, state, at_ms, timers);
-            s.isolated = true;
-            self.field.invalidate_device(st.device);
-            self.standings.retain(|t| t.device != st.device);
-            let _ = self.standings.push(Standing { device: st.device, entered_at: st.entered_at, short_timer });
-        }
-    }
-
-    /// Keeps the Unix time a subject entered REJECTION/QUARANTINE and asks
-    /// for a krill_profiles write whenever one enters or leaves them, so a
-    /// reboot right after a rejection still remembers it (the periodic
-    /// write comes only every 10th epoch).
-    fn track_standing(&mut self, step: &Step, now: Now, out: &mut impl Sink) {
-        let (lifecycle::AnyState::Subject(from), lifecycle::AnyState::Subject(to)) = (step.audit.from, step.audit.to)
-        else {
-            return;
-        };
-        let held = |s| matches!(s, SubjectState::Rejection | SubjectState::Quarantine);
-        if from == to || !(held(from) || held(to)) {
-            return;
-        }
-        let id = step.audit.subject;
-        let short = self.standings.iter().any(|t| t.device == id && t.short_timer);
-        if from == SubjectState::Rejection && short {
-            let timers = self.cfg.subject_timers;
-            if let Some((_, s)) = self.subject_index(id).and_then(|i| self.subjects.get_mut(i)) {
-                s.record = SubjectRecord::new(id, s.kind, to, now.mono_ms, timers);
-            }
-        }
-        let subjects = &self.subjects;
-        self.standings.retain(|t| t.device != id && subjects.iter().any(|(d, _)| *d == t.device));
-        if held(to) {
-            let _ = self.standings.push(Standing { device: id, entered_at: now.unix_s, short_timer: false });
-        }
-        out.push(Action::PersistProfiles);
     }
 
     /// Appends `trace` to the DAG at `now` and asks for it to be persisted:

@@ -5,6 +5,7 @@ use super::action::{NkRefusal, PeerEvent};
 use super::*;
 use crate::crypto::device_id_of;
 use crate::crypto::{Identity, ModeledAuthority, Seed};
+use crate::profile::ProfileMode;
 use proptest::prelude::*;
 
 type Small<C> = Node<C, 4, 64, 8, 32>;

@@ -649,14 +649,44 @@ pub struct Restored<const D: usize, const P: usize> {
     pub dag: LocalDag<D>,
     /// Stored profiles, in stored order.
     pub profiles: heapless::Vec<StoredProfile, P>,
-    /// Rejected and quarantined subjects (give them to
-    /// `Node::restore_standings`); beyond `P` they count in
+    /// Rejected and quarantined subjects; beyond `P` they count in
     /// `report.profiles_dropped`.
     pub standings: heapless::Vec<SubjectStanding, P>,
     /// Which partitions fell back and why.
     pub report: RestoreReport,
     /// Handles to keep writing with.
     pub store: Store,
+}
+
+impl<const D: usize, const P: usize> Restored<D, P> {
+    /// What `Node::restore` rebuilds the node from, taking the DAG out (an
+    /// empty one is left behind); `meta`, `report` and `store` stay for the
+    /// caller.
+    pub fn node_image(&mut self) -> NodeImage<'_, D> {
+        NodeImage {
+            state: &self.state,
+            dag: core::mem::take(&mut self.dag),
+            profiles: &self.profiles,
+            standings: &self.standings,
+        }
+    }
+}
+
+/// Everything `Node::restore` needs from flash, in one value so that no part
+/// can be forgotten: the standings used to be a second call, and a boot
+/// that skipped it gave every subject the node had rejected its weight
+/// back. Usually [`Restored::node_image`]; a literal must name each field
+/// (`standings: &[]` is a visible choice).
+#[derive(Debug)]
+pub struct NodeImage<'a, const D: usize> {
+    /// The own critical state.
+    pub state: &'a PersistedState,
+    /// The DAG, moved into the node.
+    pub dag: LocalDag<D>,
+    /// The krill_profiles image's profiles.
+    pub profiles: &'a [StoredProfile],
+    /// The krill_profiles image's rejected and quarantined subjects.
+    pub standings: &'a [SubjectStanding],
 }
 
 /// ES-14.3 boot restore: reads every partition of `layout`, takes the newest

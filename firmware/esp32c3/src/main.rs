@@ -181,7 +181,6 @@ fn main() -> ! {
     let mut unix_at_boot_ms = 0i64;
     let restored = RESTORED.init(restore(&mut flash, &ESP32_C3_LAYOUT, now(unix_at_boot_ms).unix_s));
     println!("krill: device {}, restore {:?}", identity.device_id(), restored.report);
-    let dag = core::mem::replace(&mut restored.dag, krill_core::dag::LocalDag::new());
     let cfg = NodeConfig::default();
     let first_query_id = rng.next_u32();
     let node = NODE.init(Node::restore(
@@ -189,11 +188,8 @@ fn main() -> ! {
         RealCrypto::new(&identity),
         now(unix_at_boot_ms),
         first_query_id,
-        &restored.state,
-        dag,
-        &restored.profiles,
+        restored.node_image(),
     ));
-    node.restore_standings(&restored.standings, now(unix_at_boot_ms));
     let mut persist: Persistence<_, PROFILES> = Persistence { flash, store: restored.store, failures: 0 };
     let mut radio: &mut dyn Transport<Error = LinkError> = &mut NoRadio;
     let mut link = match start_radio(p.TIMG0, p.FROM_CPU_INTR0, p.WIFI) {

@@ -118,18 +118,15 @@ async fn main(_spawner: Spawner) {
             }
         };
         let identity = Identity::from_seed(&Seed(seed));
-        let restored: Restored<256, { nano::PROFILES }> = restore(&mut flash, &NRF52840_LAYOUT, clock.now().unix_s);
+        let mut restored: Restored<256, { nano::PROFILES }> = restore(&mut flash, &NRF52840_LAYOUT, clock.now().unix_s);
         let first_query_id = rng.next_u32();
         let mut node: BoardNode<RealCrypto> = Node::restore(
             NodeConfig::default(),
             RealCrypto::new(&identity),
             clock.now(),
             first_query_id,
-            &restored.state,
-            restored.dag,
-            &restored.profiles,
+            restored.node_image(),
         );
-        node.restore_standings(&restored.standings, clock.now());
         info!("nano node up");
         let ble = ble::AdvBearer::new(p.RADIO, node.id(), rng.next_u32() as u16);
         let persist = krill_board::Persistence { flash, store: restored.store, failures: 0 };
