@@ -23,6 +23,21 @@ pub const RSSI_FLOOR: i8 = -95;
 pub const MAX_REASONABLE_DISTANCE: u32 = 3000;
 /// ES-11.4: readings kept by an [`RssiTracker`].
 pub const RSSI_HISTORY: usize = 8;
+/// Entries a node's deployment manifest holds: itself and the devices in
+/// its radio range (a 49-node room fits; a larger site lists the nearest).
+/// 64 × 24 bytes in RAM, 64 × 23 in flash.
+pub const MANIFEST_CAPACITY: usize = 64;
+/// An RSSI median this many dB or more above the floor can shorten a
+/// surveyed distance; a weaker one cannot. Frames from a far device arrive
+/// only on links whose shadowing and fading happen to be favourable, so
+/// near the floor the received RSSI is biased high and the model reads
+/// 25–35 m as 11–13 m: such a median says "in range", not "near". A
+/// median 15 dB above the floor (−80 dBm at 0 dBm, 6 m indoors) is beyond
+/// what survivorship gives a device 15 m or more away (4σ of shadowing).
+pub const SURVIVOR_MARGIN_DB: i8 = 15;
+
+/// A node's deployment manifest (ES-11.3), fixed capacity, no heap.
+pub type Manifest = heapless::Vec<DeploymentEntry, MANIFEST_CAPACITY>;
 
 /// ES-11.2, with the wire byte as its discriminant.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -333,7 +348,11 @@ pub fn combine(static_cm: Option<u32>, rssi_cm: Option<u32>) -> DistanceEstimate
 /// ES-11.6 `estimate_distance` between us and `them`: the manifest
 /// distance if both are listed, the RSSI distance from the median of
 /// `tracker` if it holds samples, the smaller of the two, else 30 m flagged
-/// [`DistanceMethod::Unknown`].
+/// [`DistanceMethod::Unknown`]. An RSSI median less than
+/// [`SURVIVOR_MARGIN_DB`] above the floor does not shorten a manifest
+/// distance (it is biased near by the links that survive), so the result
+/// never exceeds the surveyed distance and a sender's power claim can only
+/// make it smaller.
 pub fn estimate_distance(
     me: &DeviceId,
     them: &DeviceId,
@@ -343,7 +362,11 @@ pub fn estimate_distance(
     cal: &RssiCalibration,
 ) -> DistanceEstimate {
     let fixed = static_distance(me, them, manifest);
-    let radio = tracker.and_then(|t| t.median(cal)).map(|s| rssi_to_distance_cm(s.rssi, s.tx_power, env, cal));
+    let strong = |s: &RssiSample| s.rssi as i16 >= cal.rssi_floor as i16 + SURVIVOR_MARGIN_DB as i16;
+    let radio = tracker
+        .and_then(|t| t.median(cal))
+        .filter(|s| fixed.is_none() || strong(s))
+        .map(|s| rssi_to_distance_cm(s.rssi, s.tx_power, env, cal));
     combine(fixed, radio)
 }
 
@@ -416,6 +439,36 @@ mod tests {
     }
 
     #[test]
+    fn weak_rssi_does_not_shorten_a_surveyed_distance() {
+        let m = [
+            DeploymentEntry { device_id: id(1), position_cm: [0, 0, 0], floor: 0, zone: 1 },
+            DeploymentEntry { device_id: id(2), position_cm: [3000, 0, 0], floor: 0, zone: 1 },
+        ];
+        let with = |rssi: i8, tx_power: i8| {
+            let mut t = RssiTracker::new();
+            t.push(RssiSample { rssi, tx_power });
+            t
+        };
+        // −89 dBm reads 12.9 m: what a 30 m link that survives looks like.
+        let weak = with(-89, 0);
+        let e = estimate_distance(&id(1), &id(2), &m, Some(&weak), Environment::Indoor, &CAL);
+        assert_eq!(e, DistanceEstimate { cm: 3000, method: DistanceMethod::StaticConfig });
+        // Without the manifest the same median is all there is.
+        let e = estimate_distance(&id(1), &id(2), &[], Some(&weak), Environment::Indoor, &CAL);
+        assert_eq!(e.method, DistanceMethod::RssiModel);
+        assert!((1290..=1291).contains(&e.cm), "{e:?}");
+        // −81 dBm is 14 dB above the floor: still weak. −80 dBm is not.
+        let e = estimate_distance(&id(1), &id(2), &m, Some(&with(-81, 0)), Environment::Indoor, &CAL);
+        assert_eq!(e.method, DistanceMethod::StaticConfig);
+        let e = estimate_distance(&id(1), &id(2), &m, Some(&with(-80, 0)), Environment::Indoor, &CAL);
+        assert_eq!(e.method, DistanceMethod::RssiModel);
+        assert!((598..=599).contains(&e.cm), "{e:?}");
+        // A power claim cannot push a weak median past the survey.
+        let e = estimate_distance(&id(1), &id(2), &m, Some(&with(-90, -40)), Environment::Indoor, &CAL);
+        assert_eq!(e, DistanceEstimate { cm: 3000, method: DistanceMethod::StaticConfig });
+    }
+
+    #[test]
     fn entry_is_23_bytes_little_endian() {
         let e = DeploymentEntry { device_id: id(7), position_cm: [1, -1, 0x0102_0304], floor: 9, zone: 0xBEEF };
         let b = e.to_bytes();
@@ -467,6 +520,22 @@ mod tests {
             let dw = rssi_to_distance_cm(weak, tx, env, &CAL);
             prop_assert!(ds <= dw);
             prop_assert!((100..=3000).contains(&ds));
+        }
+
+        #[test]
+        fn a_listed_pair_is_never_farther_than_surveyed(
+            d in 0i32..10_000, rs in proptest::collection::vec((any::<i8>(), any::<i8>()), 0..10)
+        ) {
+            let m = [
+                DeploymentEntry { device_id: id(1), position_cm: [0, 0, 0], floor: 0, zone: 0 },
+                DeploymentEntry { device_id: id(2), position_cm: [0, d, 0], floor: 0, zone: 0 },
+            ];
+            let mut t = RssiTracker::new();
+            for (rssi, tx_power) in &rs {
+                t.push(RssiSample { rssi: *rssi, tx_power: *tx_power });
+            }
+            let e = estimate_distance(&id(1), &id(2), &m, Some(&t), Environment::Indoor, &CAL);
+            prop_assert!(e.cm <= d as u32 && e.is_known());
         }
 
         #[test]

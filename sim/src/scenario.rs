@@ -54,6 +54,13 @@ pub struct Scenario {
     /// Time-series sampling interval, s.
     #[serde(default = "default_sample_s")]
     pub sample_interval_s: u64,
+    /// Give every mesh node (Nano, Gateway, Full) the ES-11.3 deployment
+    /// manifest an installer would load for a surveyed building: its own
+    /// position and that of each node it has a radio link from, nearest
+    /// first, up to the core's `MANIFEST_CAPACITY`. Without it (the
+    /// default) distances come from RSSI alone, as in an ad-hoc deployment.
+    #[serde(default)]
+    pub deployment_manifest: bool,
 }
 
 fn default_seeds() -> Vec<u64> {
@@ -877,6 +884,11 @@ impl Scenario {
                 _ => {}
             }
         }
+        if self.deployment_manifest && self.nodes.iter().all(|p| p.class == NodeClass::Dust || p.layout.count() == 0) {
+            return Err("`deployment_manifest: true` needs mesh nodes (Nano, Gateway or Full): a Dust device stores \
+                        only its own position (ES-11.3); remove the field or place mesh nodes"
+                .into());
+        }
         let zone_exists = |z: &str| self.world.zones.iter().any(|w| w.name == z);
         for f in &self.world.fields {
             for v in [f.base, f.gradient.0, f.gradient.1, f.diurnal_amplitude, f.noise_sd, f.bias_sd] {
@@ -1014,6 +1026,20 @@ mod tests {
             MINI.replace("nodes:", "attacks: [(node: 9, start_s: 0, kind: Spike(offset: 5))],\n        nodes:");
         let e = Scenario::parse(&attack, "a.ron").unwrap_err().to_string();
         assert!(e.contains("node 9") && e.contains("0..3"), "{e}");
+    }
+
+    #[test]
+    fn deployment_manifest_is_opt_in_and_needs_mesh_nodes() {
+        assert!(!Scenario::parse(MINI, "m.ron").unwrap().deployment_manifest);
+        let on = MINI.replace("nodes:", "deployment_manifest: true,\n        nodes:");
+        assert!(Scenario::parse(&on, "m.ron").unwrap().deployment_manifest);
+        let dust_only = on.replace("(layout: Grid", "(class: Dust, layout: Grid");
+        let e = Scenario::parse(&dust_only, "d.ron").unwrap_err().to_string();
+        assert!(e.contains("deployment_manifest") && e.contains("mesh nodes"), "{e}");
+        let mixed = on.replace("nodes: [", "nodes: [(class: Dust, layout: Explicit([(1, 1)])), ");
+        assert!(Scenario::parse(&mixed, "x.ron").unwrap().deployment_manifest);
+        let e = Scenario::parse(&on.replace("true", "3"), "t.ron").unwrap_err().to_string();
+        assert!(e.starts_with("t.ron:"), "{e}");
     }
 
     #[test]

@@ -814,6 +814,60 @@ fn positions(s: &Scenario, seed: u64) -> Vec<(f64, f64, NodeClass, Quantity)> {
     v
 }
 
+/// For each receiver, the nodes it has a radio link from, nearest first
+/// (then by index): what an installer's survey of the building lists as
+/// within its range.
+fn heard_from(radio: &Radio, n: usize) -> Vec<Vec<u32>> {
+    let mut heard: Vec<Vec<(f32, u32)>> = vec![Vec::new(); n];
+    for from in 0..n as u32 {
+        for l in radio.links(from) {
+            if let Some(v) = heard.get_mut(l.to as usize) {
+                v.push((l.distance_m, from));
+            }
+        }
+    }
+    heard
+        .into_iter()
+        .map(|mut v| {
+            v.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+            v.into_iter().map(|(_, j)| j).collect()
+        })
+        .collect()
+}
+
+/// Node `i`'s ES-11.3 deployment manifest: its own entry, then the nodes
+/// it hears (`heard`, nearest first) until the core's capacity is full.
+/// Positions are the placement's, in cm, on one floor at height 0; the
+/// zone is the world zone's index + 1 (0: none).
+fn manifest_for(
+    i: usize,
+    heard: &[u32],
+    placed: &[(f64, f64, NodeClass, Quantity)],
+    ids: &[DeviceId],
+    world: &World,
+) -> krill_core::distance::Manifest {
+    let mut m = krill_core::distance::Manifest::new();
+    let entry = |j: usize| {
+        let (x, y, _, _) = *placed.get(j)?;
+        let zone = world.zone_of(x, y).map_or(0, |z| u16::try_from(z + 1).unwrap_or(u16::MAX));
+        let cm = |v: f64| (v * 100.0).round().clamp(i32::MIN as f64, i32::MAX as f64) as i32;
+        Some(krill_core::distance::DeploymentEntry {
+            device_id: *ids.get(j)?,
+            position_cm: [cm(x), cm(y), 0],
+            floor: 0,
+            zone,
+        })
+    };
+    for j in std::iter::once(i).chain(heard.iter().map(|&j| j as usize)) {
+        if let Some(e) = entry(j) {
+            if m.push(e).is_err() {
+                break;
+            }
+        }
+    }
+    m
+}
+
 /// Builds the firmware of every node, its keys registered at every node it
 /// may hear from.
 enum Keys {
@@ -909,6 +963,7 @@ impl Simulation {
         let gateways: Vec<u32> = (0..n as u32).filter(|&i| placed[i as usize].2 == NodeClass::Gateway).collect();
         let fulls: Vec<u32> = (0..n as u32).filter(|&i| placed[i as usize].2 == NodeClass::Full).collect();
 
+        let surveyed = s.deployment_manifest.then(|| heard_from(&radio, n));
         let mut nodes: Vec<SimNode> = Vec::with_capacity(n);
         let mut info = Vec::with_capacity(n);
         let mut by_id = HashMap::with_capacity(n);
@@ -925,6 +980,9 @@ impl Simulation {
                 NodeClass::Full => Role::Full,
                 NodeClass::Dust => Role::Dust,
             };
+            if let Some(heard) = &surveyed {
+                cfg.manifest = manifest_for(i, heard.get(i).map_or(&[], |v| v.as_slice()), &placed, &ids, &world);
+            }
             let now = Now::new(0, UNIX0);
             let id = identities[i].device_id();
             let fw: Box<dyn Firmware> = match (firmware, class) {

@@ -264,9 +264,12 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
         self.dag.recent_by_device(self.id, quantity).next().map(|e| (e.reading, e.timestamp))
     }
 
+    /// ES-11.6 distance to `them`: the deployment manifest's when it lists
+    /// both of us (a near RSSI median can still shorten it), else RSSI.
     fn distance_to(&self, them: DeviceId) -> crate::distance::DistanceEstimate {
         let tracker = self.subject(them).map(|s| &s.rssi);
-        estimate_distance(&self.id, &them, &[], tracker, self.cfg.environment, &self.cfg.rssi_calibration)
+        let (env, cal) = (self.cfg.environment, &self.cfg.rssi_calibration);
+        estimate_distance(&self.id, &them, &self.cfg.manifest, tracker, env, cal)
     }
 
     /// A verified TRACE_DEPOSIT (also our own wrapping of a Dust uplink, a

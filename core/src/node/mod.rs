@@ -155,6 +155,10 @@ pub struct NodeConfig {
     pub environment: Environment,
     /// RSSI model constants.
     pub rssi_calibration: RssiCalibration,
+    /// The ES-11.3 deployment manifest loaded at installation: our own
+    /// surveyed position and our neighbours'. Empty (the default) for an
+    /// ad-hoc deployment, where distances come from RSSI alone.
+    pub manifest: crate::distance::Manifest,
     /// Battery level put into heartbeats (`0xFF` = mains).
     pub battery_level: u8,
     /// A Dust node's link identity; `None` for every other role.
@@ -201,6 +205,7 @@ impl Default for NodeConfig {
             tx_power_dbm: 0,
             environment: Environment::Indoor,
             rssi_calibration: RssiCalibration::SPEC,
+            manifest: crate::distance::Manifest::new(),
             battery_level: crate::wire::presence::BATTERY_MAINS,
             dust: None,
             dust_quantity: dust::DEFAULT_DUST_QUANTITY,
