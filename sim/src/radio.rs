@@ -400,8 +400,13 @@ impl Radio {
     /// One packet over `link`: its RSSI, or `None` if it is lost (below
     /// sensitivity or a bit error), drawing fading from the sender's stream.
     pub fn receive(&self, link: &Link, len: usize, rng: &mut SimRng) -> Option<i8> {
-        let rssi = f64::from(link.mean_rssi) + self.cfg.fading_sd_db * rng.normal();
-        if rssi < Self::sensitivity_of(&self.cfg) {
+        let mean = f64::from(link.mean_rssi);
+        let (sd, sensitivity) = (self.cfg.fading_sd_db, Self::sensitivity_of(&self.cfg));
+        // Only a fade of at least this many σ reaches the floor; the draw is
+        // the same either way, the shortcut only skips the math.
+        let z = if sd > 0.0 { rng.normal_reaching((sensitivity - mean) / sd)? } else { rng.normal() };
+        let rssi = mean + sd * z;
+        if rssi < sensitivity {
             return None;
         }
         let per = self.packet_error(rssi, len);

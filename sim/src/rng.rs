@@ -77,8 +77,44 @@ impl SimRng {
     pub fn normal(&mut self) -> f64 {
         let u1 = self.unit().max(f64::MIN_POSITIVE);
         let u2 = self.unit();
-        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+        box_muller(u1, u2)
     }
+
+    /// [`SimRng::normal`] for a caller that only uses draws of at least
+    /// `z_min`: the same two uniforms are taken and any value returned is
+    /// the one `normal` gives, but a draw that is certainly below a
+    /// positive `z_min` is `None`, found without the logarithm and cosine
+    /// (a weak link's fading draws are mostly such).
+    pub fn normal_reaching(&mut self, z_min: f64) -> Option<f64> {
+        let u1 = self.unit().max(f64::MIN_POSITIVE);
+        let u2 = self.unit();
+        if z_min >= MIN_SHORTCUT_Z {
+            // cos(2π·u2) < 0, so the draw is ≤ 0.
+            if (0.25 + SHORTCUT_MARGIN..=0.75 - SHORTCUT_MARGIN).contains(&u2) {
+                return None;
+            }
+            // u1 > e^(−x) with x = z_min²/2 means √(−2 ln u1) < z_min. The
+            // bound uses e^x ≥ 1 + x + x²/2 + x³/6 (x ≥ 0), so no exp.
+            let x = 0.5 * z_min * z_min;
+            let above_exp = 1.0 / (1.0 + x * (1.0 + x * (0.5 + x / 6.0)));
+            if u1 > above_exp * (1.0 + SHORTCUT_MARGIN) {
+                return None;
+            }
+        }
+        Some(box_muller(u1, u2))
+    }
+}
+
+/// Smallest `z_min` [`SimRng::normal_reaching`] shortcuts for: below it the
+/// relative margin would shrink towards rounding error.
+const MIN_SHORTCUT_Z: f64 = 1e-3;
+/// Slack of the shortcut's tests, far above the error of `ln`, `cos` and
+/// the arithmetic around them.
+const SHORTCUT_MARGIN: f64 = 1e-9;
+
+/// Box–Muller of two uniforms: the one formula both normal draws use.
+fn box_muller(u1: f64, u2: f64) -> f64 {
+    (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
 }
 
 impl krill_core::node::Rng for SimRng {
@@ -107,6 +143,32 @@ mod tests {
         assert_ne!(a[0], other_node.next_u64());
         assert_ne!(a[0], other_purpose.next_u64());
         assert_ne!(a[0], other_seed.next_u64());
+    }
+
+    #[test]
+    fn the_reaching_shortcut_changes_no_draw() {
+        // Same stream, same positions: every value the shortcut returns is
+        // `normal`'s, and every draw it refuses is below `z_min`.
+        for z_min in [-1.0, 0.0, 1e-4, 1e-3, 0.3, 1.0, 2.0, 3.5, f64::NAN] {
+            let (mut a, mut b) = (SimRng::stream(3, Purpose::Radio, 1), SimRng::stream(3, Purpose::Radio, 1));
+            let mut refused = 0;
+            for _ in 0..50_000 {
+                let z = a.normal();
+                match b.normal_reaching(z_min) {
+                    Some(r) => assert_eq!(r.to_bits(), z.to_bits()),
+                    None => {
+                        assert!(z < z_min, "refused {z} ≥ {z_min}");
+                        refused += 1;
+                    }
+                }
+            }
+            assert_eq!(a.next_u64(), b.next_u64());
+            if z_min >= 1.0 {
+                assert!(refused > 25_000, "z_min {z_min}: only {refused} refused");
+            } else if z_min < MIN_SHORTCUT_Z || z_min.is_nan() {
+                assert_eq!(refused, 0);
+            }
+        }
     }
 
     #[test]

@@ -279,9 +279,9 @@ pub fn gc_score(weight: Weight, timestamp: Timestamp, now: Timestamp) -> u64 {
 #[derive(Clone)]
 pub struct LocalDag<const N: usize = MAX_DAG_ENTRIES> {
     entries: heapless::Vec<DagEntry, N>,
-    /// [`hash_key`] of each entry, index for index: the duplicate check of
-    /// every append scans these 2 N bytes instead of 64 N bytes of entries
-    /// (it was half of a simulated Nano's time).
+    /// [`hash_key`] of each entry, index for index: [`LocalDag::contains`]
+    /// scans these 2 N bytes instead of 64 N bytes of entries. (An append
+    /// looks only at the entries stamped like the new one.)
     keys: heapless::Vec<u16, N>,
     /// [`device_key`] of each entry, index for index: "newest of a device"
     /// (a node's own latest reading, at every received trace) walks back
@@ -428,11 +428,33 @@ impl<const N: usize> LocalDag<N> {
     pub fn append(&mut self, trace: &Trace, now: Timestamp) -> Result<Hash20, AppendError> {
         self.check_window(trace.timestamp, now)?;
         let entry = DagEntry::new(trace, Hash20::default());
-        if self.contains(&entry.hash) {
+        if self.holds_at(&entry.hash, entry.timestamp) {
             return Err(AppendError::Duplicate);
         }
         self.insert(entry, now);
         Ok(entry.hash)
+    }
+
+    /// [`LocalDag::contains`] for an entry stamped `ts`: the hash covers the
+    /// timestamp, so a copy has the same one, and the entries are in time
+    /// order, so only the run stamped `ts` needs a look. A new trace is
+    /// among the newest, which makes this a few steps from the end instead
+    /// of a pass over every key.
+    fn holds_at(&self, hash: &Hash20, ts: Timestamp) -> bool {
+        let end = self.time_position(ts);
+        self.entries
+            .get(..end)
+            .unwrap_or_default()
+            .iter()
+            .rev()
+            .take_while(|e| e.timestamp == ts)
+            .any(|e| e.hash == *hash)
+    }
+
+    /// Where an entry stamped `ts` goes in time order: after every entry not
+    /// later than it.
+    fn time_position(&self, ts: Timestamp) -> usize {
+        self.entries.iter().rposition(|e| !is_after(e.timestamp, ts)).map_or(0, |i| i + 1)
     }
 
     fn check_window(&self, ts: Timestamp, now: Timestamp) -> Result<(), AppendError> {
@@ -451,10 +473,22 @@ impl<const N: usize> LocalDag<N> {
         if self.entries.len() >= N {
             self.gc(now);
         }
-        let pos = self.entries.iter().rposition(|e| !is_after(e.timestamp, entry.timestamp)).map_or(0, |i| i + 1);
+        let pos = self.time_position(entry.timestamp);
+        // The device keys find the neighbouring entries of the same device
+        // without reading the entries in between.
+        let key = device_key(&entry.device);
         let (before, after) = self.entries.split_at_mut(pos);
-        entry.parent_hash = before.iter().rev().find(|e| e.device == entry.device).map(|e| e.hash).unwrap_or_default();
-        if let Some(next) = after.iter_mut().find(|e| e.device == entry.device) {
+        let (keys_before, keys_after) = self.devices.split_at(pos.min(self.devices.len()));
+        entry.parent_hash = keys_before
+            .iter()
+            .zip(before.iter())
+            .rev()
+            .find(|(k, e)| **k == key && e.device == entry.device)
+            .map(|(_, e)| e.hash)
+            .unwrap_or_default();
+        if let Some((_, next)) =
+            keys_after.iter().zip(after.iter_mut()).find(|(k, e)| **k == key && e.device == entry.device)
+        {
             next.parent_hash = entry.hash;
         }
         // After a GC at least a quarter of N is free (N > 0), so this fits.
@@ -784,6 +818,40 @@ mod tests {
                     if let Some(p) = d.entries().iter().find(|p| p.hash == e.parent_hash) {
                         prop_assert_eq!(p.device, e.device);
                         prop_assert!(!is_after(p.timestamp, e.timestamp));
+                    }
+                }
+            }
+        }
+
+        #[test]
+        fn append_refuses_exactly_the_held_copies_and_links_like_a_full_scan(
+            steps in proptest::collection::vec((0u32..60, -20i32..20, 0u8..6, 0u8..4, any::<bool>()), 1..300)
+        ) {
+            let mut d = LocalDag::<64>::new();
+            let mut sent: Vec<Trace> = Vec::new();
+            let mut now = u32::MAX - 2_000;
+            for (i, (dt, off, dv, seq, again)) in steps.into_iter().enumerate() {
+                now = now.wrapping_add(dt);
+                // Either a copy of an earlier trace or a new one; few seqs
+                // and readings make equal timestamps of a device common.
+                let t = match sent.get(i % sent.len().max(1)) {
+                    Some(old) if again => *old,
+                    _ => tr(dv, now.wrapping_add(off as u32), seq, 100),
+                };
+                let held = d.contains(&t.hash());
+                let before: Vec<DagEntry> = d.entries().to_vec();
+                match d.append(&t, now) {
+                    Err(AppendError::Duplicate) => prop_assert!(held),
+                    Err(_) => prop_assert_eq!(d.entries(), &before[..]),
+                    Ok(h) => {
+                        prop_assert!(!held);
+                        sent.push(t);
+                        let at = d.entries().iter().position(|e| e.hash == h).unwrap();
+                        let parent = d.entries()[..at].iter().rev().find(|e| e.device == t.device);
+                        prop_assert_eq!(d.entries()[at].parent_hash, parent.map(|e| e.hash).unwrap_or_default());
+                        if let Some(next) = d.entries()[at + 1..].iter().find(|e| e.device == t.device) {
+                            prop_assert_eq!(next.parent_hash, h);
+                        }
                     }
                 }
             }
