@@ -1596,6 +1596,47 @@ fn forged_altered_replayed_or_lying_batches_are_refused_with_a_reason() {
 }
 
 #[test]
+fn a_rebooted_full_node_still_dates_a_rejection_from_before_the_boot() {
+    use krill_core::node::{BatchRefusal, Role};
+    use krill_core::persist::{lifecycle_code, NodeImage, PersistedState, SubjectStanding};
+    use krill_core::profile::SubjectKind;
+    // A Full node that rejected the spiker 10 h ago boots with its clock at
+    // 1 s: a batch of an epoch 1 h before the boot that shows the spiker
+    // clean hides an anomaly the Full node had already seen.
+    let now = Now::new(1_000, UNIX0 + 40_000);
+    let spiker = RealCrypto::new(&identity(6)).device_id();
+    let honest1 = RealCrypto::new(&identity(1)).device_id();
+    let state = PersistedState::first_boot(UNIX0);
+    let standings = [SubjectStanding {
+        device: spiker,
+        state: lifecycle_code::REJECTION,
+        kind: SubjectKind::Nano,
+        remediation_attempts: 0,
+        entered_at: now.unix_s - 36_000,
+    }];
+    let image = NodeImage { state: &state, dag: Default::default(), profiles: &[], standings: &standings };
+    let mut cfg = fast_config();
+    cfg.role = Role::Full;
+    let mut full: TestNode<RealCrypto> = Node::restore(cfg, RealCrypto::new(&identity(9)), now, 7, image);
+    for i in [0u8, 1, 6] {
+        full.register_peer(RealCrypto::new(&identity(i)).public_key()).unwrap();
+    }
+    assert_eq!(full.subject_state(spiker), Some(SubjectState::Rejection));
+    let mut sink = Vec::new();
+    let b = signed_batch(0, 1, &[(honest1, 0), (spiker, 0)], |b| {
+        b.epoch_start = now.unix_s - 3_659;
+        b.epoch_end = now.unix_s - 3_600;
+    });
+    assert_eq!(full.handle_batch(now, &b, &mut |a| sink.push(a)), Err(BatchRefusal::AnomalyHidden(spiker)));
+    // An epoch that ended before the rejection was honest then.
+    let b = signed_batch(0, 2, &[(honest1, 0), (spiker, 0)], |b| {
+        b.epoch_start = now.unix_s - 40_059;
+        b.epoch_end = now.unix_s - 40_000;
+    });
+    assert!(full.handle_batch(now, &b, &mut |a| sink.push(a)).is_ok());
+}
+
+#[test]
 fn rejecting_monitors_each_originate_one_vaccine_applied_once_everywhere() {
     use krill_core::node::VaccineOutcome;
     use krill_core::wire::immune::AttackType;

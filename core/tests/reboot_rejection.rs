@@ -303,3 +303,33 @@ fn attempts(acts: &[Action], subject: DeviceId) -> Vec<u8> {
 fn rebooted_monitor_keeps_the_spiker_rejected_until_the_original_72_hours() {
     std::thread::Builder::new().stack_size(256 << 20).spawn(body).unwrap().join().unwrap();
 }
+
+#[test]
+fn a_rejection_that_expired_while_off_comes_back_in_its_quarantine() {
+    use krill_core::persist::{lifecycle_code, PersistedState, SubjectStanding};
+    use krill_core::profile::SubjectKind;
+    // Rejected 80 h before a boot at mono 0: the 72 h ended 8 h ago, so it
+    // has been in QUARANTINE for 8 h and its first remediation is due 24 h
+    // after that entry, 16 h from now (not 24 h from the first tick).
+    let boot = Now::new(0, 1_800_000_000);
+    let spiker = RealCrypto::new(&identity(SPIKER as u8)).device_id();
+    let state = PersistedState::first_boot(boot.unix_s - 100 * 3600);
+    let standings = [SubjectStanding {
+        device: spiker,
+        state: lifecycle_code::REJECTION,
+        kind: SubjectKind::Nano,
+        remediation_attempts: 0,
+        entered_at: boot.unix_s - 80 * 3600,
+    }];
+    let image = NodeImage { state: &state, dag: Default::default(), profiles: &[], standings: &standings };
+    let mut node: TestNode = Node::restore(fast_config(), RealCrypto::new(&identity(0)), boot, 7, image);
+    let r = node.subject(spiker).expect("remembered").record();
+    assert_eq!((r.state(), r.remediation_attempts(), r.assessed_weight()), (SubjectState::Quarantine, 0, 0));
+    let q: Vec<_> = node.stored_standings().collect();
+    assert_eq!((q[0].state, q[0].entered_at), (lifecycle_code::QUARANTINE, boot.unix_s - 8 * 3600));
+    let at = |ms: u64| Now::new(ms, boot.unix_s + (ms / 1000) as u32);
+    let h16 = 16 * 3_600_000;
+    assert_eq!(attempts(&tick_out(&mut node, at(1000)), spiker), [] as [u8; 0]);
+    assert_eq!(attempts(&tick_out(&mut node, at(h16 - 2000)), spiker), [] as [u8; 0]);
+    assert_eq!(attempts(&tick_out(&mut node, at(h16 + 2000)), spiker), [1]);
+}

@@ -267,6 +267,8 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
 
     /// True if our record of `d` is in REJECTION or QUARANTINE and entered
     /// it before `epoch_end` (a batch of an earlier epoch was honest then).
+    /// The time in the state includes what a reboot carried over, so a
+    /// record restored at a board's clock 0 still dates from its rejection.
     fn rejected_before(&self, d: DeviceId, epoch_end: Timestamp, now: Now) -> bool {
         let Some(s) = self.subject(d) else {
             return false;
@@ -274,7 +276,7 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
         if anomaly_flags_of(s.record.state()) & ANOMALY_REJECTION == 0 {
             return false;
         }
-        let ago_s = now.mono_ms.saturating_sub(s.record.entered_at_ms()) / 1000;
+        let ago_s = s.record.time_in_state_ms(now.mono_ms) / 1000;
         let since = now.unix_s.wrapping_sub(ago_s.min(u32::MAX as u64) as u32);
         (epoch_end.wrapping_sub(since) as i32) >= 0
     }

@@ -124,8 +124,9 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
     /// weight 0, isolated, their traces out of the rebuilt field. Their age
     /// in the state is boot Unix time − `entered_at` (a stored time ahead of
     /// the clock ages 0), so the REJECTION timeout ends 72 h after the
-    /// original rejection and QUARANTINE keeps its failed attempts and the
-    /// ES-3.1 schedule. Our own id and subjects beyond the table are skipped.
+    /// original rejection (a REJECTION whose 72 h ended while we were off
+    /// comes back in the QUARANTINE it entered then) and QUARANTINE keeps
+    /// its failed attempts and the ES-3.1 schedule. Our own id and subjects beyond the table are skipped.
     fn restore_standings(&mut self, standings: &[SubjectStanding], now: Now) {
         use crate::persist::lifecycle_code as lc;
         for st in standings {
@@ -137,17 +138,20 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
             if st.device == self.id {
                 continue;
             }
-            let age_ms = u64::from(now.unix_s.saturating_sub(st.entered_at)) * 1000;
+            let mut age_ms = u64::from(now.unix_s.saturating_sub(st.entered_at)) * 1000;
             let timers = self.cfg.subject_timers;
-            let Some(record) = SubjectRecord::restored(
-                st.device,
-                st.kind,
-                state,
-                age_ms,
-                st.remediation_attempts,
-                now.mono_ms,
-                timers,
-            ) else {
+            let (mut state, mut entered_at, mut attempts) = (state, st.entered_at, st.remediation_attempts);
+            // Its 72 h ran out while we were off: it entered QUARANTINE at
+            // their end, and the remediation schedule counts from there.
+            if state == SubjectState::Rejection && age_ms > timers.rejection_ms {
+                state = SubjectState::Quarantine;
+                age_ms -= timers.rejection_ms;
+                entered_at = entered_at.wrapping_add(u32::try_from(timers.rejection_ms / 1000).unwrap_or(u32::MAX));
+                attempts = 0;
+            }
+            let Some(record) =
+                SubjectRecord::restored(st.device, st.kind, state, age_ms, attempts, now.mono_ms, timers)
+            else {
                 continue;
             };
             let Some((_, s)) = self.subject_slot(st.device, st.kind, now).and_then(|i| self.subjects.get_mut(i)) else {
@@ -158,7 +162,7 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
             s.isolated = true;
             self.field.invalidate_device(st.device);
             self.standings.retain(|t| t.device != st.device);
-            let _ = self.standings.push(Standing { device: st.device, entered_at: st.entered_at });
+            let _ = self.standings.push(Standing { device: st.device, entered_at });
         }
     }
 
