@@ -17,9 +17,14 @@ use krill_sim::summary::{simulate, simulate_recording};
 /// Nanos sync their clocks with: frames, readings, timers with NK draws,
 /// field queries, key registrations and time syncs all reach node 1.
 fn scenario(faults: &str) -> Scenario {
+    scenario_with(faults, false)
+}
+
+fn scenario_with(faults: &str, manifest: bool) -> Scenario {
     let text = format!(
         r#"(
             name: "recording-test",
+            deployment_manifest: {manifest},
             duration_s: 600,
             start: Warm(warmup_s: 300),
             area: (width_m: 20, height_m: 20),
@@ -72,6 +77,35 @@ fn a_recorded_node_replays_to_its_own_actions_and_recording_changes_nothing() {
     for k in ["time-sync", "query", "register-peer"] {
         assert!(kinds.contains(&k), "no {k} entry");
     }
+}
+
+/// A node given the ES-11.3 manifest takes its distances from it, so a
+/// log without the manifest would replay to other votes: the header carries
+/// every entry and the replay matches.
+#[test]
+fn a_node_with_a_deployment_manifest_records_and_replays() {
+    let (_, log) = record(scenario_with("", true), 1);
+    let header = LogReader::open(&log.bytes).unwrap().header().clone();
+    assert_eq!(header.config.manifest.len(), 10, "itself and the nine nodes it hears");
+    let cfg = header.config.config().unwrap();
+    assert_eq!(cfg.manifest.len(), 10);
+    verify_recording(&log).expect("the host replays the run's actions with the manifest");
+
+    let mut stripped = header.clone();
+    stripped.config.manifest.clear();
+    let mut reader = LogReader::open(&log.bytes).unwrap();
+    let mut w = LogWriter::new(&stripped).unwrap();
+    let mut end = None;
+    for e in &mut reader {
+        match e.unwrap() {
+            Entry::End { actions, digest } => end = Some((actions, digest)),
+            e => w.push(&e).unwrap(),
+        }
+    }
+    let (actions, digest) = end.unwrap();
+    let bytes = w.finish(actions, digest).unwrap();
+    let without = RecordedLog { bytes, ..log };
+    assert!(verify_recording(&without).is_err(), "without its manifest the node must vote differently");
 }
 
 #[test]

@@ -1,8 +1,8 @@
-//! The replay log, format version 2.
+//! The replay log, format version 3.
 //!
 //! ```text
 //! b"KRILLRPL"          8 bytes, magic
-//! version              u16 little-endian (1)
+//! version              u16 little-endian (3)
 //! Header               postcard
 //! Entry*               postcard, back to back, in call order
 //! Entry::End           postcard, last; no byte may follow it
@@ -23,7 +23,7 @@
 //! versions instead of misreading them.
 
 use alloc::vec::Vec;
-use krill_core::distance::Environment;
+use krill_core::distance::{DeploymentEntry, Environment};
 use krill_core::gateway::DustKey;
 use krill_core::lifecycle;
 use krill_core::node::{DustLink, NodeConfig, Now, Role, TimerConfig};
@@ -33,7 +33,7 @@ use serde::{Deserialize, Serialize};
 /// First bytes of every log.
 pub const MAGIC: [u8; 8] = *b"KRILLRPL";
 /// The format version this crate reads and writes.
-pub const VERSION: u16 = 2;
+pub const VERSION: u16 = 3;
 /// Magic plus version.
 pub const PREAMBLE_LEN: usize = MAGIC.len() + 2;
 
@@ -122,10 +122,10 @@ pub struct DustSpec {
     pub key: [u8; 16],
 }
 
-/// The part of a `NodeConfig` a v2 log carries; every other field is
+/// The part of a `NodeConfig` a log carries; every other field is
 /// `NodeConfig::default()`'s. [`ConfigSpec::of`] refuses a configuration
 /// that differs elsewhere, so a log never silently drops a setting.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConfigSpec {
     /// 0 Nano, 1 Dust, 2 Gateway, 3 Full.
     pub role: u8,
@@ -152,6 +152,9 @@ pub struct ConfigSpec {
     pub battery_level: u8,
     /// Dust link (role Dust only).
     pub dust: Option<DustSpec>,
+    /// The ES-11.3 deployment manifest, each entry in its flash layout
+    /// (`DeploymentEntry::to_bytes`); empty for RSSI-only distances.
+    pub manifest: Vec<[u8; DeploymentEntry::LEN]>,
 }
 
 /// Why a log could not be written or read.
@@ -167,6 +170,9 @@ pub enum LogError {
     Role(u8),
     /// The configuration differs from the defaults outside [`ConfigSpec`].
     ConfigNotRepresentable,
+    /// The manifest lists more devices than a node holds
+    /// (`MANIFEST_CAPACITY`).
+    ManifestTooLong(usize),
     /// Bytes follow [`Entry::End`].
     TrailingBytes,
     /// The log ends without [`Entry::End`].
@@ -200,7 +206,7 @@ fn role_of(code: u8) -> Result<Role, LogError> {
 
 impl ConfigSpec {
     /// The spec of `cfg`, or `ConfigNotRepresentable` if `cfg` sets
-    /// anything a v2 log cannot carry.
+    /// anything a log cannot carry.
     pub fn of(cfg: &NodeConfig) -> Result<Self, LogError> {
         let t = &cfg.timers;
         let spec = ConfigSpec {
@@ -225,6 +231,7 @@ impl ConfigSpec {
             environment: cfg.environment,
             battery_level: cfg.battery_level,
             dust: cfg.dust.map(|d| DustSpec { short_id: d.short_id, key: d.key.0 }),
+            manifest: cfg.manifest.iter().map(DeploymentEntry::to_bytes).collect(),
         };
         if spec.config()? == *cfg {
             Ok(spec)
@@ -261,6 +268,10 @@ impl ConfigSpec {
         };
         cfg.lifecycle = lifecycle::NodeConfig { neonatal_duration_ms: self.neonatal_duration_ms, ..cfg.lifecycle };
         cfg.quorum.min_transition_interval = self.quorum_min_transition_interval;
+        for b in &self.manifest {
+            let entry = DeploymentEntry::from_bytes(b).map_err(|_| LogError::ConfigNotRepresentable)?;
+            cfg.manifest.push(entry).map_err(|_| LogError::ManifestTooLong(self.manifest.len()))?;
+        }
         Ok(cfg)
     }
 }

@@ -237,7 +237,7 @@ pub fn record(spec: MeshSpec) -> Result<Vec<u8>, RecordError> {
         peers: keys.iter().enumerate().filter(|&(j, _)| j != i).map(|(_, k)| *k).collect(),
         first_query_id: 1 + i as u32,
         boot: now_at(0).into(),
-        config,
+        config: config.clone(),
     };
     let mut nodes = Vec::with_capacity(spec.nodes);
     for i in 0..spec.nodes {
@@ -356,5 +356,34 @@ mod tests {
         let mut trailing = log.clone();
         trailing.push(0);
         assert_eq!(replay(&trailing, |_, _| {}).unwrap_err(), ReplayError::Log(LogError::TrailingBytes));
+        // A version 2 log has no manifest field: refused, not misread.
+        let mut v2 = log.clone();
+        v2[8..10].copy_from_slice(&2u16.to_le_bytes());
+        assert_eq!(replay(&v2, |_, _| {}).unwrap_err(), ReplayError::Log(LogError::Version(2)));
+    }
+
+    #[test]
+    fn a_header_listing_more_devices_than_a_node_holds_is_refused() {
+        use krill_core::distance::{DeploymentEntry, MANIFEST_CAPACITY};
+        let log = record(small()).unwrap();
+        let reader = LogReader::open(&log).unwrap();
+        let entry = |i: u8| DeploymentEntry {
+            device_id: krill_core::types::DeviceId([i; 8]),
+            position_cm: [i32::from(i) * 100, 0, 0],
+            floor: 0,
+            zone: 1,
+        };
+        let mut header = reader.header().clone();
+        header.config.manifest = (0..MANIFEST_CAPACITY as u8).map(|i| entry(i).to_bytes()).collect();
+        let cfg = header.config.config().unwrap();
+        assert_eq!(cfg.manifest[3], entry(3), "entries come back as written");
+        assert_eq!(ConfigSpec::of(&cfg).unwrap(), header.config, "and the spec of that config is the same");
+        header.config.manifest.push(entry(200).to_bytes());
+        assert_eq!(header.config.config().unwrap_err(), LogError::ManifestTooLong(MANIFEST_CAPACITY + 1));
+        let bytes = LogWriter::new(&header).unwrap().finish(0, None).unwrap();
+        assert_eq!(
+            replay(&bytes, |_, _| {}).unwrap_err(),
+            ReplayError::Log(LogError::ManifestTooLong(MANIFEST_CAPACITY + 1))
+        );
     }
 }
