@@ -16,4 +16,5 @@ pub mod summary;
 pub mod sweep;
 pub mod topology;
 pub mod vectors;
+pub mod verify_memo;
 pub mod world;

@@ -20,6 +20,7 @@ use crate::output::AuditLevel;
 use crate::radio::{lora_channel, lora_sf12_airtime_us, Radio, ReceiverState};
 use crate::rng::{Purpose, SimRng};
 use crate::scenario::{CryptoMode, FaultKind, Layout, NodeClass, Quantity, Scenario, Start};
+use crate::verify_memo::{MemoCrypto, VerifyMemo};
 use crate::world::{Sensor, World};
 
 /// The simulator's Nano: the ES-1.2 capacities.
@@ -939,10 +940,11 @@ impl Simulation {
         for i in 0..n {
             identities.push(Identity::from_seed(&Seed(seed_bytes(seed, i as u64 + 1))));
         }
+        let memo = VerifyMemo::new();
         let make_crypto = |i: usize| -> Box<dyn CryptoBox> {
             match &keys {
-                Keys::Modeled(a) => Box::new(a.crypto_for(&identities[i])),
-                Keys::Real => Box::new(RealCrypto::new(&identities[i])),
+                Keys::Modeled(a) => Box::new(MemoCrypto::new(a.crypto_for(&identities[i]), memo.clone())),
+                Keys::Real => Box::new(MemoCrypto::new(RealCrypto::new(&identities[i]), memo.clone())),
             }
         };
         let ids: Arc<Vec<DeviceId>> = Arc::new(identities.iter().map(|id| id.device_id()).collect());
