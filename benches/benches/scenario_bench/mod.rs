@@ -11,9 +11,10 @@
 use std::process::Command;
 use std::time::Instant;
 
+use krill_sim::check::evaluate;
 use krill_sim::scenario::Scenario;
 use krill_sim::sim::{FirmwareKind, Simulation};
-use krill_sim::summary::{RunSummary, SIM_STACK};
+use krill_sim::summary::{RunSummary, Series, SIM_STACK};
 
 /// Set in a child: the thread count it measures.
 const CHILD_ENV: &str = "KRILL_BENCH_CHILD_THREADS";
@@ -114,7 +115,18 @@ fn measure(label: &str, s: Scenario, threads: usize) {
         let stats = sim.stats();
         let mut hash = format!("log digest {}", log_digest(&sim));
         if sim.nodes().len() <= SUMMARY_MAX_NODES {
-            hash += &format!(", summary {}", &RunSummary::from_run(&s, &sim).hash()[..16]);
+            let summary = RunSummary::from_run(&s, &sim);
+            hash += &format!(", summary {}", &summary.hash()[..16]);
+            // A fast run that broke the scenario would be no result: say how
+            // the run fared against its expectations (a shortened day can
+            // miss those that start late).
+            let results = evaluate(&s, &sim, &summary, &Series::from_run(&sim));
+            let missed: Vec<String> =
+                results.iter().filter(|r| !r.pass).map(|r| format!("{} ({})", r.expectation, r.measured)).collect();
+            hash += &format!(", expectations met {}/{}", results.len() - missed.len(), results.len());
+            if !missed.is_empty() {
+                hash += &format!(", missed: {}", missed.join("; "));
+            }
         }
         let nodes = sim.nodes().len() as f64;
         let sim_s = sim.end_us() as f64 / 1e6;
