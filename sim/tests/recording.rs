@@ -6,7 +6,7 @@
 mod common;
 
 use common::on_big_stack;
-use krill_replay::{Entry, LogReader, LogWriter};
+use krill_replay::{Entry, Header, LogReader, LogWriter};
 use krill_sim::firmware::{verify_recording, RecordedLog};
 use krill_sim::output::AuditLevel;
 use krill_sim::scenario::Scenario;
@@ -51,6 +51,28 @@ fn record(s: Scenario, node: u32) -> (String, RecordedLog) {
     })
 }
 
+/// `log` rewritten with its header changed by `header` and every entry
+/// before `End` mapped by `entry`, ending with the recorder's `End`.
+fn rewritten(
+    log: &RecordedLog,
+    header: impl FnOnce(&mut Header),
+    mut entry: impl FnMut(Entry<'_>) -> Entry<'_>,
+) -> RecordedLog {
+    let mut reader = LogReader::open(&log.bytes).unwrap();
+    let mut h = reader.header().clone();
+    header(&mut h);
+    let mut w = LogWriter::new(&h).unwrap();
+    let mut end = None;
+    for e in &mut reader {
+        match e.unwrap() {
+            Entry::End { actions, digest } => end = Some((actions, digest)),
+            e => w.push(&entry(e)).unwrap(),
+        }
+    }
+    let (actions, digest) = end.unwrap();
+    RecordedLog { bytes: w.finish(actions, digest).unwrap(), ..log.clone() }
+}
+
 #[test]
 fn a_recorded_node_replays_to_its_own_actions_and_recording_changes_nothing() {
     let (hash, log) = record(scenario(""), 1);
@@ -91,42 +113,25 @@ fn a_node_with_a_deployment_manifest_records_and_replays() {
     assert_eq!(cfg.manifest.len(), 10);
     verify_recording(&log).expect("the host replays the run's actions with the manifest");
 
-    let mut stripped = header.clone();
-    stripped.config.manifest.clear();
-    let mut reader = LogReader::open(&log.bytes).unwrap();
-    let mut w = LogWriter::new(&stripped).unwrap();
-    let mut end = None;
-    for e in &mut reader {
-        match e.unwrap() {
-            Entry::End { actions, digest } => end = Some((actions, digest)),
-            e => w.push(&e).unwrap(),
-        }
-    }
-    let (actions, digest) = end.unwrap();
-    let bytes = w.finish(actions, digest).unwrap();
-    let without = RecordedLog { bytes, ..log };
+    let without = rewritten(&log, |h| h.config.manifest.clear(), |e| e);
     assert!(verify_recording(&without).is_err(), "without its manifest the node must vote differently");
 }
 
 #[test]
 fn a_changed_log_no_longer_matches_the_recording() {
     let (_, log) = record(scenario(""), 1);
-    let mut reader = LogReader::open(&log.bytes).unwrap();
-    let mut w = LogWriter::new(reader.header()).unwrap();
-    let (mut changed, mut end) = (false, None);
-    for e in &mut reader {
-        match e.unwrap() {
+    let mut changed = false;
+    let altered = rewritten(
+        &log,
+        |_| {},
+        |e| match e {
             Entry::Reading { now, quantity, value } if !changed => {
                 changed = true;
-                w.push(&Entry::Reading { now, quantity, value: value + 300 }).unwrap();
+                Entry::Reading { now, quantity, value: value + 300 }
             }
-            Entry::End { actions, digest } => end = Some((actions, digest)),
-            e => w.push(&e).unwrap(),
-        }
-    }
-    let (actions, digest) = end.unwrap();
-    let bytes = w.finish(actions, digest).unwrap();
-    let altered = RecordedLog { bytes, ..log };
+            e => e,
+        },
+    );
     assert!(verify_recording(&altered).is_err(), "a +3 °C reading must change what the node did");
 }
 
