@@ -3,7 +3,7 @@
 //! faults and samples are events. A run is a pure function of (scenario,
 //! seed, firmware kind, code): the thread count changes only the speed.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 
 use krill_core::crypto::{Crypto, Identity, ModeledAuthority, RealCrypto, Seed};
@@ -226,8 +226,14 @@ pub struct NodeLog {
     pub downlinks_missed: u64,
     /// Audit events kept, with their simulation time.
     pub audits: Vec<(Micros, AuditEvent)>,
-    /// Subject lifecycle transitions: (time, subject, to).
+    /// Subject lifecycle transitions: (time, subject, to), each subject's
+    /// first move into each state, once before and once from the subject's
+    /// [`NodeInfo::watch_from_us`]. Repeats are not kept: the summary needs
+    /// first times and worst states only, and a city day of subjects
+    /// flapping between NORMAL and PYREXIA is tens of millions of moves.
     pub transitions: Vec<(Micros, DeviceId, SubjectState)>,
+    /// (subject, state, from its watch start) already in `transitions`.
+    transitions_seen: BTreeSet<(DeviceId, u8, bool)>,
     /// Samples: (time, |consensus − truth| or NaN, own state).
     pub samples: Vec<(Micros, f32, OwnState)>,
     /// Reboots: (time, what the firmware restored, or why it could not).
@@ -252,6 +258,10 @@ pub struct NodeInfo {
     pub zone: Option<usize>,
     /// True if some attack runs on it.
     pub attacker: bool,
+    /// When the summary starts looking for monitors' flags of this node:
+    /// 0 for an honest node, warm-up plus its first attack's start for an
+    /// attacker.
+    pub watch_from_us: Micros,
 }
 
 /// The model the engine drives.
@@ -457,7 +467,11 @@ impl SimModel {
                         }
                     }
                 }
-                Action::Audit(e) => n.record_audit(t, e, self.audit),
+                Action::Audit(e) => {
+                    let watch_from =
+                        |id: &DeviceId| self.by_id.get(id).map_or(0, |&i| self.info[i as usize].watch_from_us);
+                    n.record_audit(t, e, self.audit, watch_from)
+                }
                 Action::PersistState(_)
                 | Action::PersistDagAppend(_)
                 | Action::PersistDagCompact
@@ -551,7 +565,7 @@ impl SimModel {
 impl SimNode {
     /// Counts a drop and notes a lifecycle move (the summary's inputs, at
     /// every level), then keeps the event itself if `level` does.
-    fn record_audit(&mut self, t: Micros, e: AuditEvent, level: AuditLevel) {
+    fn record_audit(&mut self, t: Micros, e: AuditEvent, level: AuditLevel, watch_from: impl Fn(&DeviceId) -> Micros) {
         match e {
             AuditEvent::Dropped { reason, .. } => {
                 *self.log.drops.entry(drop_name(&reason)).or_default() += 1;
@@ -563,7 +577,9 @@ impl SimNode {
             AuditEvent::Trace(a) if a.fed_sigma < 1.0 => return,
             AuditEvent::Lifecycle(a) => {
                 if let AnyState::Subject(to) = a.to {
-                    if a.to != a.from {
+                    let first = a.to != a.from
+                        && self.log.transitions_seen.insert((a.subject, to as u8, t >= watch_from(&a.subject)));
+                    if first {
                         self.log.transitions.push((t, a.subject, to));
                     }
                 }
@@ -924,6 +940,10 @@ impl Simulation {
             cfg_base.lifecycle.neonatal_duration_ms = neo;
             cfg_base.subject_neonatal_ms = neo;
         }
+        let watch_from: BTreeMap<u32, Micros> = crate::summary::attackers(s)
+            .into_iter()
+            .map(|(node, _, start_s)| (node, warmup_us + start_s.saturating_mul(1_000_000)))
+            .collect();
         let attackers: Vec<u32> = s
             .attacks
             .iter()
@@ -1065,6 +1085,7 @@ impl Simulation {
                 pos: (x, y),
                 zone: world.zone_of(x, y),
                 attacker: attackers.contains(&(i as u32)),
+                watch_from_us: watch_from.get(&(i as u32)).copied().unwrap_or(0),
             });
             nodes.push(SimNode {
                 fw,
