@@ -379,7 +379,7 @@ impl RunSummary {
         let attackers = attackers(s)
             .into_iter()
             .map(|(node, attack, start_s)| {
-                let from = warm + start_s * 1_000_000;
+                let from = info.get(node as usize).map_or(warm, |i| i.watch_from_us);
                 let rejected_at_end = (0..info.len() as u32)
                     .filter(|&m| !info[m as usize].attacker && m != node)
                     .filter(|&m| sim.view(m, node).is_some_and(|v| severity(v) >= 3 && severity(v) <= 4))
