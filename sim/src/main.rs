@@ -17,7 +17,7 @@ use std::process::ExitCode;
 use krill_sim::check::{self, CheckRow};
 use krill_sim::codec::{self, Kind};
 use krill_sim::firmware::{verify_recording, RecordedLog};
-use krill_sim::output::{self, AuditLevel, Manifest, RunOutput};
+use krill_sim::output::{self, AuditLevel, AuditScope, Manifest, RunOutput};
 use krill_sim::scenario::Scenario;
 use krill_sim::sim::FirmwareKind;
 use krill_sim::summary::{on_big_stack, simulate_recording};
@@ -84,6 +84,10 @@ enum Cmd {
         /// What `audit.jsonl` holds (`decisions` drops trace assessments and drops: big runs).
         #[arg(long, value_enum, default_value_t = AuditLevel::Full)]
         audit: AuditLevel,
+        /// Keep the audit trail of this node only (repeat for several): one
+        /// monitor's whole day in a city run, which every node's would not fit.
+        #[arg(long = "audit-node", value_name = "NODE")]
+        audit_node: Vec<u32>,
         /// Record node NODE's calls from boot as a replay log
         /// (`node-NODE.krillrpl` in the run directory, the format the QEMU
         /// image replays) and check that the host replays it to the same
@@ -178,13 +182,16 @@ fn main() -> ExitCode {
         Cmd::Vectors { paths, quiet, html } => run_vectors(paths, quiet, html),
         Cmd::Decode { hex, kind } => run_decode(&hex, kind),
         Cmd::Encode { file } => run_encode(&file),
-        Cmd::Run { scenario, seed, threads, firmware, out, replay, audit, record } => match replay {
-            Some(m) => cmd_replay(&m, threads, out, audit),
-            None => match scenario {
-                Some(path) => cmd_run(&path, seed, threads.unwrap_or(1), firmware, out, audit, record),
-                None => fail("run", "give a scenario file or --replay MANIFEST"),
-            },
-        },
+        Cmd::Run { scenario, seed, threads, firmware, out, replay, audit, audit_node, record } => {
+            let audit = AuditScope { level: audit, nodes: (!audit_node.is_empty()).then_some(audit_node) };
+            match replay {
+                Some(m) => cmd_replay(&m, threads, out, audit),
+                None => match scenario {
+                    Some(path) => cmd_run(&path, seed, threads.unwrap_or(1), firmware, out, audit, record),
+                    None => fail("run", "give a scenario file or --replay MANIFEST"),
+                },
+            }
+        }
         Cmd::Check { paths, jobs, firmware } => cmd_check(&paths, jobs, firmware),
         Cmd::Sweep { scenario, param, seeds, shard, out, jobs, firmware } => {
             cmd_sweep(&scenario, &param, seeds, shard.as_deref(), out, jobs, firmware)
@@ -347,7 +354,7 @@ fn cmd_run(
     threads: usize,
     firmware: FirmwareKind,
     out: Option<PathBuf>,
-    audit: AuditLevel,
+    audit: AuditScope,
     record: Option<u32>,
 ) -> ExitCode {
     let text = match std::fs::read_to_string(path) {
@@ -374,7 +381,7 @@ fn cmd_run(
     execute(s, text, manifest, Some((dir, audit)), None, record)
 }
 
-fn cmd_replay(path: &Path, threads: Option<usize>, out: Option<PathBuf>, audit: AuditLevel) -> ExitCode {
+fn cmd_replay(path: &Path, threads: Option<usize>, out: Option<PathBuf>, audit: AuditScope) -> ExitCode {
     let m: Manifest = match output::read_json(path) {
         Ok(m) => m,
         Err(e) => return fail("run", e),
@@ -412,7 +419,7 @@ fn execute(
     s: Scenario,
     text: String,
     mut m: Manifest,
-    dir: Option<(PathBuf, AuditLevel)>,
+    dir: Option<(PathBuf, AuditScope)>,
     expected: Option<String>,
     record: Option<u32>,
 ) -> ExitCode {
@@ -424,7 +431,7 @@ fn execute(
                 pb.set_position(t);
             }
         };
-        let keep = dir.as_ref().map_or(AuditLevel::None, |d| d.1);
+        let keep = dir.as_ref().map_or(AuditLevel::None.into(), |d| d.1.clone());
         let mut run =
             simulate_recording(&s, m.seed, m.firmware, m.threads, record, keep, progress).map_err(|e| e.to_string())?;
         if let Some(pb) = &pb {
@@ -443,7 +450,7 @@ fn execute(
         }
         if let Some((dir, audit)) = &dir {
             let out =
-                RunOutput { scenario_text: &text, manifest: &m, run: &run, expectations: &results, audit: *audit };
+                RunOutput { scenario_text: &text, manifest: &m, run: &run, expectations: &results, audit: audit.level };
             output::write_run_dir(dir, &out).map_err(|e| e.to_string())?;
             if let Some((node, log)) = run.sim.finish_recording() {
                 text_out.push_str(&write_recording(dir, node, log)?);

@@ -404,6 +404,21 @@ impl AuditLevel {
     }
 }
 
+/// Which audit events a run keeps: a level, at every node or only at some.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AuditScope {
+    /// What is kept.
+    pub level: AuditLevel,
+    /// The nodes that keep it; `None` = all.
+    pub nodes: Option<Vec<u32>>,
+}
+
+impl From<AuditLevel> for AuditScope {
+    fn from(level: AuditLevel) -> Self {
+        AuditScope { level, nodes: None }
+    }
+}
+
 /// Everything `write_run_dir` writes from.
 pub struct RunOutput<'a> {
     /// The scenario file's text.

@@ -16,7 +16,7 @@ use krill_replay::CryptoSpec;
 
 use crate::engine::{Ctx, Engine, EngineError, EngineStats, Micros, Model};
 use crate::firmware::{BaselineFirmware, CoreFirmware, Firmware, RecordedLog};
-use crate::output::AuditLevel;
+use crate::output::{AuditLevel, AuditScope};
 use crate::radio::{lora_channel, lora_sf12_airtime_us, Radio, ReceiverState};
 use crate::rng::{Purpose, SimRng};
 use crate::scenario::{CryptoMode, FaultKind, Layout, NodeClass, Quantity, Scenario, Start};
@@ -179,6 +179,9 @@ pub struct SimNode {
     uplink_ended: BTreeMap<u32, Micros>,
     /// What this node saw and did.
     pub log: NodeLog,
+    /// Whether this node keeps the audit events the level keeps (all nodes
+    /// unless the run audits only some, see [`Simulation::keep_audits`]).
+    keeps_audits: bool,
 }
 
 /// Per-node results.
@@ -586,7 +589,7 @@ impl SimNode {
             }
             _ => {}
         }
-        if level.keeps(&e) {
+        if self.keeps_audits && level.keeps(&e) {
             self.log.audits.push((t, e));
         }
     }
@@ -1111,6 +1114,7 @@ impl Simulation {
                 ble_rx: radio.ble_receiver(),
                 lora_rx: ReceiverState::lora(),
                 relay_cache: RelayCache::new(),
+                keeps_audits: true,
             });
         }
         // Keys: every node knows the keys of the nodes it can hear (its
@@ -1245,8 +1249,22 @@ impl Simulation {
     /// keeps none: the summary needs only the counts and lifecycle moves
     /// recorded at every level, and a day of a thousand nodes' assessments
     /// is gigabytes.
-    pub fn keep_audits(&mut self, level: AuditLevel) {
-        self.engine.model_mut().audit = level;
+    ///
+    /// `scope.nodes`, when given, limits that to the listed nodes: one
+    /// monitor's full trail through a city day fits in memory, every
+    /// node's does not. An index outside the scenario is an error.
+    pub fn keep_audits(&mut self, scope: &AuditScope) -> Result<(), SimError> {
+        self.engine.model_mut().audit = scope.level;
+        if let Some(only) = &scope.nodes {
+            let n = self.engine.nodes().len();
+            if let Some(bad) = only.iter().find(|&&i| i as usize >= n) {
+                return Err(SimError::Setup(format!("cannot audit node {bad}: the scenario has {n} nodes (0..{n})")));
+            }
+            for (i, node) in self.engine.nodes_mut().iter_mut().enumerate() {
+                node.keeps_audits = only.contains(&(i as u32));
+            }
+        }
+        Ok(())
     }
 
     /// The model.

@@ -719,12 +719,12 @@ pub fn simulate_recording(
     firmware: FirmwareKind,
     threads: usize,
     record: Option<u32>,
-    audit: crate::output::AuditLevel,
+    audit: impl Into<crate::output::AuditScope>,
     progress: impl FnMut(Micros, Micros),
 ) -> Result<Finished, SimError> {
     let start = std::time::Instant::now();
     let mut sim = Simulation::recording(s, seed, firmware, threads, record)?;
-    sim.keep_audits(audit);
+    sim.keep_audits(&audit.into())?;
     sim.run(progress)?;
     let wall_s = start.elapsed().as_secs_f64();
     let summary = RunSummary::from_run(s, &sim);

@@ -177,6 +177,36 @@ fn thread_count_does_not_change_the_hash_and_replay_verifies_it() {
 }
 
 #[test]
+fn audit_node_keeps_exactly_those_nodes_trail() {
+    let full = shared_run();
+    let d = temp_dir("audit-node");
+    let s = write(&d, "tiny.ron", &scenario(300, 300, PASSING));
+    let out = d.join("run");
+    let o = krill(&["run", &s, "--out", out.to_str().expect("utf-8"), "--audit-node", "1", "--audit-node", "4"]);
+    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
+    let hash = |dir: &Path| json(&dir.join("manifest.json"))["summary_hash"].clone();
+    assert_eq!(hash(full), hash(&out), "which trail is kept does not change the run");
+    let of = |dir: &Path, nodes: &[u64]| -> Vec<String> {
+        let text = std::fs::read_to_string(dir.join("audit.jsonl")).expect("audit");
+        text.lines()
+            .filter(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).expect("json line");
+                nodes.contains(&v["node"].as_u64().expect("node"))
+            })
+            .map(str::to_string)
+            .collect()
+    };
+    let kept = of(&out, &[0, 1, 2, 3, 4, 5, 6, 7, 8]);
+    assert!(!kept.is_empty());
+    assert_eq!(kept, of(full, &[1, 4]), "the full run's lines of nodes 1 and 4, in order, and nothing else");
+
+    let o = krill(&["run", &s, "--out", out.to_str().expect("utf-8"), "--audit-node", "9"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("cannot audit node 9: the scenario has 9 nodes"), "{}", stderr(&o));
+    let _ = std::fs::remove_dir_all(d);
+}
+
+#[test]
 fn check_passes_and_fails_on_expectations() {
     let d = temp_dir("check");
     let good = write(&d, "good.ron", &scenario(120, 150, PASSING));

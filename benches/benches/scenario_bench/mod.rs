@@ -106,7 +106,7 @@ fn measure(label: &str, s: Scenario, threads: usize) {
         let t0 = Instant::now();
         let mut sim = Simulation::new(&s, seed, FirmwareKind::Core, threads).map_err(|e| e.to_string())?;
         // As `krill check` runs it: no run directory, so no audit events kept.
-        sim.keep_audits(krill_sim::output::AuditLevel::None);
+        sim.keep_audits(&krill_sim::output::AuditLevel::None.into()).expect("no node list");
         let built = t0.elapsed().as_secs_f64();
         let rss_built = proc_status_kib("VmRSS:");
         let t1 = Instant::now();
