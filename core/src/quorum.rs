@@ -312,15 +312,7 @@ impl<const N: usize> NeighborTable<N> {
         if p.hops != 0 {
             return Err(PulseRejected::Relayed);
         }
-        if let Some(w) = self.pulse_window {
-            let age = elapsed(now, p.sent_at);
-            if age > w as i64 {
-                return Err(PulseRejected::TooOld);
-            }
-            if age < -(w as i64) {
-                return Err(PulseRejected::FromFuture);
-            }
-        }
+        self.check_window(now, p.sent_at)?;
         let fresh = NeighborEntry {
             device_id: p.sender,
             last_seen: now,
@@ -356,6 +348,34 @@ impl<const N: usize> NeighborTable<N> {
             }
             None => Err(PulseRejected::TableFull),
         }
+    }
+
+    /// Read-only, before a frame is verified or charged (SPEC-NOTES 33):
+    /// whether a pulse or heartbeat `sender` timestamped `sent_at`, direct
+    /// or relayed, can only be a recording: outside the freshness window,
+    /// or strictly older than the last one accepted from `sender`. Equal
+    /// timestamps pass: a relayed copy of the pulse just accepted, or a
+    /// heartbeat sent in the pulse's second, is not a replay, and
+    /// [`observe`](Self::observe) still refuses what it must.
+    pub fn screen(&self, now: Timestamp, sender: &DeviceId, sent_at: Timestamp) -> Result<(), PulseRejected> {
+        self.check_window(now, sent_at)?;
+        match self.get(sender) {
+            Some(e) if is_after(e.last_pulse, sent_at) => Err(PulseRejected::Replayed),
+            _ => Ok(()),
+        }
+    }
+
+    fn check_window(&self, now: Timestamp, sent_at: Timestamp) -> Result<(), PulseRejected> {
+        if let Some(w) = self.pulse_window {
+            let age = elapsed(now, sent_at);
+            if age > w as i64 {
+                return Err(PulseRejected::TooOld);
+            }
+            if age < -(w as i64) {
+                return Err(PulseRejected::FromFuture);
+            }
+        }
+        Ok(())
     }
 
     /// Recomputes every `alive` flag at `now` and returns the alive count.
@@ -434,6 +454,11 @@ impl<const N: usize> QuorumState<N> {
     /// Applies a verified pulse; see [`NeighborTable::observe`].
     pub fn observe(&mut self, now: Timestamp, p: &Presence, weight: Weight) -> Result<PulseAccepted, PulseRejected> {
         self.table.observe(now, p, weight)
+    }
+
+    /// See [`NeighborTable::screen`].
+    pub fn screen(&self, now: Timestamp, sender: &DeviceId, sent_at: Timestamp) -> Result<(), PulseRejected> {
+        self.table.screen(now, sender, sent_at)
     }
 
     /// Drops a neighbour that sent a DEATH_CERTIFICATE.
@@ -626,6 +651,31 @@ mod tests {
         assert_eq!(t.prune(140), 0);
         t.remove(&id(1));
         assert_eq!(t.observe(140, &pulse(1, 100), 255), Err(PulseRejected::TooOld));
+    }
+
+    #[test]
+    fn screen_refuses_only_what_observe_would_and_older() {
+        let mut t: NeighborTable<4> = NeighborTable::default();
+        assert_eq!(t.screen(100, &id(1), 100), Ok(()), "an unknown sender passes");
+        t.observe(100, &pulse(1, 100), 255).unwrap();
+        t.observe(110, &pulse(1, 110), 255).unwrap();
+        assert_eq!(t.screen(112, &id(1), 100), Err(PulseRejected::Replayed));
+        assert_eq!(t.screen(112, &id(1), 110), Ok(()), "same second: a relayed copy or a heartbeat");
+        assert_eq!(t.screen(112, &id(1), 111), Ok(()));
+        assert_eq!(t.screen(141, &id(1), 110), Err(PulseRejected::TooOld));
+        assert_eq!(t.screen(100, &id(2), 131), Err(PulseRejected::FromFuture));
+        let ids = [1, 2];
+        for sender in ids {
+            for sent in 95..145 {
+                let seen = t.clone().observe(120, &pulse(sender, sent), 255);
+                if seen == Err(PulseRejected::Replayed) || seen == Err(PulseRejected::TooOld) {
+                    assert!(t.screen(120, &id(sender), sent).is_err() || sent == 110, "{sender} {sent}");
+                }
+                if t.screen(120, &id(sender), sent).is_err() {
+                    assert!(seen.is_err(), "screen refused {sender} {sent}, which observe accepts");
+                }
+            }
+        }
     }
 
     #[test]

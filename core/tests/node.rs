@@ -888,6 +888,49 @@ fn relayed_presence_is_not_a_neighbour() {
     assert!(b.quorum().table().get(&a.id()).is_some());
 }
 
+/// SPEC-NOTES 33: a recorded PRESENCE_PULSE replayed after its sender's
+/// next one is refused before it is verified or charged, so replaying it
+/// cannot rate-limit the honest sender's real pulses.
+#[test]
+fn a_replayed_pulse_is_refused_before_it_is_charged() {
+    let (mut a, mut b) = real_pair();
+    let mut rng = Lcg(3);
+    let mut pulses = Vec::new();
+    for ms in (1_000..=60_000).step_by(250) {
+        let mut out = Vec::new();
+        a.handle_timers(now_at(ms), &mut rng, &mut |x| out.push(x));
+        pulses.extend(out.iter().filter_map(|x| match x {
+            Action::Broadcast(f) if f[3] == 0x10 => Some((ms, f.to_vec())),
+            _ => None,
+        }));
+    }
+    assert!(pulses.len() >= 3, "{} pulses", pulses.len());
+    let (t1, p1) = &pulses[0];
+    let (t2, p2) = &pulses[1];
+    let (t3, p3) = &pulses[2];
+    assert!(deliver(&mut b, now_at(*t1), p1).is_empty());
+    assert!(deliver(&mut b, now_at(*t2), p2).is_empty());
+    for _ in 0..50 {
+        assert_eq!(deliver(&mut b, now_at(t2 + 1_000), p1), [FrameDrop::Guard(DropReason::Replay)]);
+    }
+    // Refused before the signature check: a tampered copy is a replay too.
+    let mut tampered = p1.clone();
+    let last = tampered.len() - 1;
+    tampered[last] ^= 1;
+    assert_eq!(deliver(&mut b, now_at(t2 + 1_000), &tampered), [FrameDrop::Guard(DropReason::Replay)]);
+    assert_eq!(b.frame_drops().bad_signature, 0);
+    // Nothing was charged: the sender's next pulse is admitted.
+    assert!(deliver(&mut b, now_at(*t3), p3).is_empty());
+    assert_eq!(b.guard_drops().get(DropReason::RateLimited), 0);
+    assert_eq!(b.quorum().table().get(&a.id()).map(|e| e.last_seen), Some(now_at(*t3).unix_s));
+    // A relayed copy of the pulse just accepted (same timestamp) is no replay.
+    let mut relayed = Vec::new();
+    b.handle_frame(now_at(t3 + 5), p3, -70, 1, &mut |x| relayed.push(x));
+    assert!(!relayed
+        .iter()
+        .any(|x| matches!(x, Action::Audit(AuditEvent::Dropped { reason: FrameDrop::Guard(DropReason::Replay), .. }))));
+}
+
 #[test]
 fn timers_follow_es_10_1_and_sensor_reads_are_requested() {
     let (mut a, _) = real_pair();

@@ -1,6 +1,7 @@
 //! Received-frame dispatch (ES-10.2 4a, ES-10.3) in the safe order of
 //! SPEC-NOTES 20: decode → guard precheck (blacklist, freshness, replay,
-//! duplicate; charges nothing) → signature check with the sender's
+//! duplicate; a pulse or heartbeat older than its sender's last one;
+//! charges nothing) → signature check with the sender's
 //! *registered* key (unknown ids stop here) → guard admission (relayed
 //! copies of sequence-less frames, rate, flood) → handler. Every drop is
 //! counted with one reason and audited.
@@ -74,6 +75,13 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
             }
             Err(r) => return self.drop_frame(sender, msg_type, FrameDrop::Guard(r), out),
         };
+        // A recorded pulse or heartbeat is refused before it is verified or
+        // charged to its sender's rate bucket (SPEC-NOTES 33).
+        if let Some(sent_at) = presence_time(&repr.body) {
+            if let Err(r) = self.quorum.screen(now.unix_s, &sender, sent_at) {
+                return self.drop_frame(sender, msg_type, FrameDrop::Guard(presence_drop(r)), out);
+            }
+        }
         // Enrollment frames carry (or certify) their own keys (ES-13.2).
         if super::enroll::is_enrollment(&repr.body) {
             return self.on_enrollment_frame(now, repr, bytes, unverified, out);
@@ -1220,6 +1228,27 @@ fn seq_of(body: &Body) -> Option<u8> {
     match body {
         Body::TraceDeposit(t) => Some(t.seq),
         _ => None,
+    }
+}
+
+/// The send time of a frame that refreshes the neighbour table: a
+/// PRESENCE_PULSE v2 or a HEARTBEAT (a v1 pulse has none).
+fn presence_time(body: &Body) -> Option<Timestamp> {
+    match body {
+        Body::PresencePulse(p) => p.v2.map(|v| v.timestamp),
+        Body::Heartbeat(h) => Some(h.timestamp),
+        _ => None,
+    }
+}
+
+/// The guard reason a screened pulse is counted under.
+fn presence_drop(r: crate::quorum::PulseRejected) -> crate::guards::DropReason {
+    use crate::guards::DropReason as D;
+    use crate::quorum::PulseRejected as P;
+    match r {
+        P::TooOld => D::Stale,
+        P::FromFuture => D::FromFuture,
+        P::Replayed | P::Relayed | P::TableFull => D::Replay,
     }
 }
 
