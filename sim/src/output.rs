@@ -251,7 +251,7 @@ impl AuditWriter {
             AuditRecord { t_s, node, kind: variant(&format!("{e:?}")), event: format!("{e:?}"), ..Default::default() };
         match e {
             AuditEvent::Dropped { sender, msg_type, reason } => {
-                r.what = Some(crate::sim::drop_name(reason));
+                r.what = Some(crate::sim::drop_name(reason).to_string());
                 r.peer = self.ids.get(sender).copied();
                 r.count = Some(u32::from(*msg_type));
             }
