@@ -201,7 +201,7 @@ fn outcome(sim: &Simulation, exclude: &[u32]) -> Outcome {
                 AuditEvent::Dropped { sender, msg_type, reason } => o.drop_audits.push((
                     index.get(sender).copied().unwrap_or(u32::MAX),
                     *msg_type,
-                    krill_sim::sim::drop_name(reason),
+                    krill_sim::sim::drop_name(reason).to_string(),
                 )),
                 _ => {}
             }
