@@ -82,6 +82,19 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
                 return self.drop_frame(sender, msg_type, FrameDrop::Guard(presence_drop(r)), out);
             }
         }
+        // A v2 query or reply is stamped when sent: one outside the
+        // freshness window, or a query already answered, is a recording
+        // and is refused before it is charged (SPEC-NOTES 33).
+        if let (Some(f), Some(sent_at)) = (self.guards.config().freshness, send_time(&repr.body)) {
+            if let Err(r) = f.check(sent_at, now.unix_s) {
+                return self.drop_frame(sender, msg_type, FrameDrop::Guard(r), out);
+            }
+        }
+        if let Body::InflammationQuery(InflammationQuery { v2: Some(v), .. }) = &repr.body {
+            if self.answered.iter().any(|a| *a == (sender, v.query_id)) {
+                return self.drop_frame(sender, msg_type, FrameDrop::Guard(crate::guards::DropReason::Duplicate), out);
+            }
+        }
         // Enrollment frames carry (or certify) their own keys (ES-13.2).
         if super::enroll::is_enrollment(&repr.body) {
             return self.on_enrollment_frame(now, repr, bytes, unverified, out);
@@ -650,6 +663,12 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
     /// INFLAMMATION_QUERY: judge the suspect's reading against our own of
     /// the same quantity and answer the querier (ES-10.3, SPEC-NOTES 42).
     fn on_query(&mut self, now: Now, sender: DeviceId, q: &InflammationQuery, out: &mut impl Sink) {
+        if let Some(v) = q.v2 {
+            if self.answered.is_full() {
+                self.answered.pop_front();
+            }
+            let _ = self.answered.push_back((sender, v.query_id));
+        }
         if q.suspect_id == self.id {
             return;
         }
@@ -1237,6 +1256,18 @@ fn presence_time(body: &Body) -> Option<Timestamp> {
     match body {
         Body::PresencePulse(p) => p.v2.map(|v| v.timestamp),
         Body::Heartbeat(h) => Some(h.timestamp),
+        _ => None,
+    }
+}
+
+/// The send time of a v2 INFLAMMATION_QUERY or INFLAMMATION_REPLY (v1 has
+/// none: a v1 query's time is when the anomaly was observed). Alerts, NK
+/// audits and rejection notices are checked by their handlers, which audit
+/// a stale one as a peer statement.
+fn send_time(body: &Body) -> Option<Timestamp> {
+    match body {
+        Body::InflammationQuery(q) => q.v2.map(|_| q.timestamp),
+        Body::InflammationReply(r) => r.v2.map(|v| v.timestamp),
         _ => None,
     }
 }

@@ -313,7 +313,14 @@ pub struct Node<
     queries: heapless::Vec<crate::wire::InflammationQuery, N>,
     query_pacer: timers::SendPacer,
     standings: heapless::Vec<restore::Standing, N>,
+    /// The (querier, query id)s of the last INFLAMMATION_QUERYs answered,
+    /// oldest first: a replayed query is refused before it is charged.
+    answered: heapless::Deque<(DeviceId, u32), ANSWERED_QUERIES>,
 }
+
+/// Queries remembered in [`Node`]'s `answered` ring: a vote asks once per
+/// suspect, so 16 cover far more than the 90 s a query stays fresh.
+pub const ANSWERED_QUERIES: usize = 16;
 
 /// Time constant of [`SlowTrend`], ms: slow enough that a change of the
 /// last minutes still stands out against it when a vote asks.
@@ -472,6 +479,7 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
             queries: heapless::Vec::new(),
             query_pacer,
             standings: heapless::Vec::new(),
+            answered: heapless::Deque::new(),
         }
     }
 

@@ -212,6 +212,69 @@ fn consistency_alert_is_recorded_never_acted_on() {
     assert!(matches!(peer_events(&out)[..], [PeerEvent::Stale { .. }]));
 }
 
+/// SPEC-NOTES 33: a replayed INFLAMMATION_QUERY draws no second reply and
+/// is not charged to its querier; a query or reply older than the
+/// freshness window is refused before it is verified.
+#[test]
+fn replayed_and_stale_queries_are_refused_before_they_are_charged() {
+    use crate::guards::DropReason;
+    use crate::wire::immune::{InflammationQueryV2, InflammationReplyV2, Verdict};
+    let mut n = mesh_of(3);
+    let suspect = n[2].id();
+    let query = |ts, id| {
+        Body::InflammationQuery(crate::wire::InflammationQuery {
+            suspect_id: suspect,
+            quantity: QuantityType::Temperature,
+            suspect_reading: 9000,
+            reporter_reading: 2200,
+            timestamp: ts,
+            v2: Some(InflammationQueryV2 { query_id: id }),
+        })
+    };
+    let replies = |out: &[Action]| out.iter().filter(|a| matches!(a, Action::Unicast { .. })).count();
+    let drops = |out: &[Action]| -> Vec<FrameDrop> {
+        out.iter()
+            .filter_map(|a| match a {
+                Action::Audit(AuditEvent::Dropped { reason, .. }) => Some(*reason),
+                _ => None,
+            })
+            .collect()
+    };
+    let q = signed(&n[0], query(1_700_000_010, 7));
+    assert_eq!(replies(&deliver(&mut n[1], at(10), &q)), 1);
+    // Replayed many times within its freshness window: a duplicate each
+    // time, answered never, charged never (the 3-per-epoch bucket holds).
+    for s in 11..40 {
+        let out = deliver(&mut n[1], at(s), &q);
+        assert_eq!((replies(&out), drops(&out)), (0, vec![FrameDrop::Guard(DropReason::Duplicate)]));
+    }
+    for id in [8, 9] {
+        assert_eq!(replies(&send(&mut n, 0, 1, at(41), query(1_700_000_041, id))), 1, "query {id}");
+    }
+    assert_eq!(n[1].guard_drops().get(DropReason::RateLimited), 0);
+    // 70 s on, past the guards' 60 s content window but still fresh.
+    let out = deliver(&mut n[1], at(80), &q);
+    assert_eq!((replies(&out), drops(&out)), (0, vec![FrameDrop::Guard(DropReason::Duplicate)]));
+    // A query sent 100 s before it arrives: stale, unanswered.
+    let out = send(&mut n, 0, 1, at(150), query(1_700_000_050, 10));
+    assert_eq!((replies(&out), drops(&out)), (0, vec![FrameDrop::Guard(DropReason::Stale)]));
+    // So is a reply.
+    let reply = Body::InflammationReply(crate::wire::InflammationReply {
+        suspect_id: suspect,
+        verdict: Verdict::ContradictsSuspect,
+        own_reading: 2200,
+        own_confidence: 200,
+        v2: Some(InflammationReplyV2 { query_id: 3, timestamp: 1_700_000_050 }),
+    });
+    assert_eq!(drops(&send(&mut n, 1, 0, at(150), reply)), [FrameDrop::Guard(DropReason::Stale)]);
+    // A forged copy of a query already answered is refused as a duplicate
+    // before its signature is checked: nothing is charged to anyone.
+    let mut forged = q.clone();
+    let last = forged.len() - 1;
+    forged[last] ^= 1;
+    assert_eq!(drops(&deliver(&mut n[1], at(42), &forged)), [FrameDrop::Guard(DropReason::Duplicate)]);
+}
+
 /// A profile of `id` that learned readings around `mean` (±2 LSB).
 fn learned(id: DeviceId, mean: crate::types::Reading) -> BehavioralProfile<4> {
     let mut p = BehavioralProfile::new(id, QuantityType::Temperature, ProfileMode::Learning);

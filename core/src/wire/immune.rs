@@ -277,7 +277,8 @@ pub struct InflammationQuery {
     pub suspect_reading: Reading,
     /// The querier's own recent reading.
     pub reporter_reading: Reading,
-    /// When the anomaly was observed.
+    /// v1: when the anomaly was observed; v2: when the query was sent,
+    /// which receivers hold to the freshness window (SPEC-NOTES 33).
     pub timestamp: Timestamp,
     /// Query id; `Some` exactly in version 2.
     pub v2: Option<InflammationQueryV2>,
