@@ -1069,6 +1069,13 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
         let Some((id, s)) = self.subjects.get_mut(i) else {
             return;
         };
+        // A profile we have not fed for the ephemeral lifetime describes the
+        // subject as it was when we last heard it (at night, on a day's
+        // swing), not a drift we can vote on: the vote would ask about that
+        // old mean as if the subject read it now.
+        if s.last_obs.is_none() {
+            return;
+        }
         let (id, mut body, mut level) = (*id, None, None);
         if let (Some(base), Some(cur)) = (s.baseline.as_ref(), s.profile.as_ref()) {
             let step = cur.quantity.scale().unit_per_step;

@@ -586,6 +586,43 @@ fn a_drift_our_own_readings_share_rebases_the_baseline() {
     }
 }
 
+/// A drift found in a profile we have not fed for the ephemeral lifetime
+/// (its last observation decayed) is no vote: the profile's mean is the
+/// subject's level when we last heard it, and a query would ask the
+/// neighbours about that old level as if the subject read it now (an
+/// honest node rejected on a day's swing, `scenarios/drift-long.ron`).
+#[test]
+fn a_drift_in_a_profile_we_stopped_feeding_opens_no_vote() {
+    for heard in [true, false] {
+        let mut n = mesh_of(3);
+        let suspect = n[0].id();
+        let f = own_trace(&mut n[0], at(5));
+        deliver(&mut n[1], at(5), &f);
+        let i = n[1].subject_index(suspect).unwrap();
+        let mut base = learned(suspect, 2200);
+        base.freeze();
+        n[1].subjects[i].1.baseline = Some(base);
+        let mut drifted = learned(suspect, 2300);
+        drifted.mode = ProfileMode::Running;
+        n[1].subjects[i].1.profile = Some(drifted);
+        n[1].feed_subject(i, lifecycle::SubjectEvent::ProfileFrozen, at(5), &mut |_| {});
+        if !heard {
+            n[1].subjects[i].1.last_obs = None;
+        }
+        let report = drift_report(n[1].id(), suspect);
+        let out = send(&mut n, 2, 1, at(8), report);
+        let queried = out.iter().any(|a| matches!(a, Action::Broadcast(f) if f[3] == 0x21));
+        let state = n[1].subject_state(suspect);
+        if heard {
+            assert!(queried, "{out:?}");
+            assert_eq!(state, Some(lifecycle::SubjectState::Inflammation));
+        } else {
+            assert!(!queried, "{out:?}");
+            assert_eq!(state, Some(lifecycle::SubjectState::Normal));
+        }
+    }
+}
+
 #[test]
 fn profile_syncs_never_exceed_the_neighbours_rate_limit_and_reach_every_subject() {
     use super::{profile_sync_due, PROFILE_SYNCS_PER_EPOCH, PROFILE_SYNC_EPOCHS};
