@@ -543,24 +543,31 @@ proptest! {
     }
 }
 
+/// Three nodes; node 1 monitors node 0 (index `i` of its subjects), whose
+/// running profile sits 1 °C above the frozen baseline of 22 °C.
+fn drifted_by_a_degree() -> (Vec<Small<M>>, DeviceId, usize) {
+    let mut n = mesh_of(3);
+    let suspect = n[0].id();
+    let f = own_trace(&mut n[0], at(5));
+    deliver(&mut n[1], at(5), &f);
+    let i = n[1].subject_index(suspect).unwrap();
+    let mut base = learned(suspect, 2200);
+    base.freeze();
+    n[1].subjects[i].1.baseline = Some(base);
+    let mut drifted = learned(suspect, 2300);
+    drifted.mode = ProfileMode::Running;
+    n[1].subjects[i].1.profile = Some(drifted);
+    n[1].feed_subject(i, lifecycle::SubjectEvent::ProfileFrozen, at(5), &mut |_| {});
+    (n, suspect, i)
+}
+
 /// A drift our own readings share (a step that went on after the vote that
 /// confirmed it) moves the subject's baseline instead of opening a vote;
 /// the same drift while we stayed put is acted on.
 #[test]
 fn a_drift_our_own_readings_share_rebases_the_baseline() {
     for own_rose in [true, false] {
-        let mut n = mesh_of(3);
-        let suspect = n[0].id();
-        let f = own_trace(&mut n[0], at(5));
-        deliver(&mut n[1], at(5), &f);
-        let i = n[1].subject_index(suspect).unwrap();
-        let mut base = learned(suspect, 2200);
-        base.freeze();
-        n[1].subjects[i].1.baseline = Some(base);
-        let mut drifted = learned(suspect, 2300);
-        drifted.mode = ProfileMode::Running;
-        n[1].subjects[i].1.profile = Some(drifted);
-        n[1].feed_subject(i, lifecycle::SubjectEvent::ProfileFrozen, at(5), &mut |_| {});
+        let (mut n, suspect, i) = drifted_by_a_degree();
         // Our own slow average sits at 22 °C; our latest reading is 23.5 °C
         // (or still 22 °C).
         let latest = if own_rose { 2350 } else { 2200 };
@@ -594,18 +601,7 @@ fn a_drift_our_own_readings_share_rebases_the_baseline() {
 #[test]
 fn a_drift_in_a_profile_we_stopped_feeding_opens_no_vote() {
     for heard in [true, false] {
-        let mut n = mesh_of(3);
-        let suspect = n[0].id();
-        let f = own_trace(&mut n[0], at(5));
-        deliver(&mut n[1], at(5), &f);
-        let i = n[1].subject_index(suspect).unwrap();
-        let mut base = learned(suspect, 2200);
-        base.freeze();
-        n[1].subjects[i].1.baseline = Some(base);
-        let mut drifted = learned(suspect, 2300);
-        drifted.mode = ProfileMode::Running;
-        n[1].subjects[i].1.profile = Some(drifted);
-        n[1].feed_subject(i, lifecycle::SubjectEvent::ProfileFrozen, at(5), &mut |_| {});
+        let (mut n, suspect, i) = drifted_by_a_degree();
         if !heard {
             n[1].subjects[i].1.last_obs = None;
         }
