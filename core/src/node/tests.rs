@@ -567,7 +567,7 @@ fn drifted_by_a_degree() -> (Vec<Small<M>>, DeviceId, usize) {
 #[test]
 fn a_drift_our_own_readings_share_rebases_the_baseline() {
     for own_rose in [true, false] {
-        let (mut n, suspect, i) = drifted_by_a_degree();
+        let (mut n, suspect, _) = drifted_by_a_degree();
         // Our own slow average sits at 22 °C; our latest reading is 23.5 °C
         // (or still 22 °C).
         let latest = if own_rose { 2350 } else { 2200 };
