@@ -312,6 +312,10 @@ impl AuditWriter {
                 self.subject(&mut r, *subject);
                 r.what = Some(variant(&format!("{result:?}")));
             }
+            AuditEvent::RelativeDrift { subject, sigma, .. } => {
+                self.subject(&mut r, *subject);
+                r.sigma = Some(f64::from(*sigma));
+            }
             AuditEvent::RejectedBy { by } => r.peer = self.ids.get(by).copied(),
             AuditEvent::ProfileMerged { subject, from } => {
                 self.subject(&mut r, *subject);

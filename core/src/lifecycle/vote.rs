@@ -237,6 +237,11 @@ pub struct LocalHistory {
     /// True when the responder is more than [`FAR_RESPONDER_CM`] from the
     /// suspect, or at the edge of its radio range (see the node's rule).
     pub far: bool,
+    /// The suspect's readings moved away from ours by the relative-drift
+    /// floor since we learned their offset, and few other devices we hear
+    /// moved that way (the node's `RelativeLevel`): a slow drift the
+    /// weather does not explain, whatever the suspect's recent shift.
+    pub relative_drift: bool,
 }
 
 /// Distance to the suspect, cm, beyond which a responder does not hold a
@@ -287,7 +292,11 @@ pub const LOCAL_GRADIENT_STEPS_PER_M: f32 = 7.0;
 /// The floor also grows by [`LOCAL_GRADIENT_STEPS_PER_M`] per metre between
 /// us (capped at [`FAR_RESPONDER_CM`]): a gradient between the suspect and
 /// us that we cannot see; waived when our own NK audit finds the suspect
-/// drifted from its baseline that way (a drift vote).
+/// drifted from its baseline that way (a drift vote). A suspect whose level
+/// drifted against ours ([`LocalHistory::relative_drift`]) is contradicted
+/// whatever its recent shift, near or far: a slow drift never shifts fast,
+/// and the shared weather and any standing gradient between us cancel from
+/// the offset.
 pub fn evaluate_inflammation_with_history(
     my_reading: Option<Reading>,
     suspect_reading: Reading,
@@ -305,6 +314,9 @@ pub fn evaluate_inflammation_with_history(
     else {
         return Verdict::Abstain;
     };
+    if h.relative_drift {
+        return Verdict::ContradictsSuspect;
+    }
     let shift = quantity.to_value(suspect_reading) - h.suspect_mean;
     let own_shift = quantity.to_value(mine) - h.own_mean;
     let lagging = shift * own_shift >= 0.0 && libm::fabsf(shift) <= libm::fabsf(own_shift);
@@ -379,6 +391,7 @@ mod tests {
             bracketing: 0,
             drifted: false,
             far: false,
+            relative_drift: false,
         })
     }
 
@@ -484,9 +497,24 @@ mod tests {
             bracketing: 0,
             drifted: false,
             far: false,
+            relative_drift: false,
         });
         assert_eq!(evaluate_inflammation_with_history(Some(2200), 3000, TEMP, 1_000, 0, nan), Verdict::Abstain);
         assert_eq!(evaluate_inflammation_with_history(Some(2200), 2210, TEMP, 1_000, 0, None), Verdict::Abstain);
+    }
+
+    /// A suspect that drifted against our level is contradicted even when
+    /// its reading barely moved from its recent level (a slow drift) and
+    /// even from far; without that flag the same reading is seen.
+    #[test]
+    fn a_relative_drift_is_contradicted_near_and_far() {
+        for far in [false, true] {
+            let h = |relative_drift| Some(LocalHistory { relative_drift, far, ..hist(24.4, 22.0).unwrap() });
+            let v = evaluate_inflammation_with_history(Some(2200), 2450, TEMP, 2_000, 0, h(true));
+            assert_eq!(v, Verdict::ContradictsSuspect, "far {far}");
+            let v = evaluate_inflammation_with_history(Some(2200), 2450, TEMP, 2_000, 0, h(false));
+            assert_eq!(v, Verdict::SeesChange, "far {far}");
+        }
     }
 
     fn id(b: u8) -> DeviceId {

@@ -356,6 +356,16 @@ pub enum AuditEvent {
         /// The shift, reading steps.
         delta_steps: i32,
     },
+    /// The subject's level drifted against ours beyond the floor and the
+    /// record was fed a deviation ([`super::RelativeLevel`]).
+    RelativeDrift {
+        /// The subject.
+        subject: DeviceId,
+        /// Running offset minus learned offset, reading steps.
+        drift_steps: i32,
+        /// The σ fed to the record.
+        sigma: f32,
+    },
     /// The metabolic sweep (ES-1.2) dropped per-subject state that had
     /// decayed below 2⁻⁵ in its class: how many subjects lost some.
     MetabolicDecay {

@@ -58,9 +58,17 @@ pub(super) struct AttackEvidence {
     n: u32,
     sum: i64,
     sum_sq: u64,
+    pub(super) relative: bool,
 }
 
 impl AttackEvidence {
+    /// A drift of the subject's level against ours was acted on
+    /// ([`super::RelativeLevel`]): its offsets from its own profile are no
+    /// signature of it.
+    pub(super) fn mark_relative(&mut self) {
+        self.relative = true;
+    }
+
     /// Adds one deviating offset (reading − expected, reading units).
     pub(super) fn record(&mut self, cause: Cause, offset: i32) {
         self.cause = Some(cause);
@@ -295,17 +303,24 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
         let Some((_, s)) = self.subject_index(subject).and_then(|i| self.subjects.get_mut(i)) else {
             return;
         };
-        if s.vaccinated {
+        // A drift against our own level (acted on, or standing now
+        // whatever vote confirmed the attack) has no signature: a receiver
+        // matches offsets from its own profile of a device, where a slow
+        // drift under a day's swing looks like every honest device's
+        // weather (drift-long: such vaccines tripled honest votes).
+        if s.vaccinated || s.evidence.relative || s.relative.as_ref().and_then(|r| r.drifted()).is_some() {
             return;
         }
         let Some((deviation_mean, deviation_std)) = s.evidence.mean_std() else {
             return;
         };
-        // A signature whose match window holds a zero offset would match
-        // healthy readings and make every receiver twice as jumpy about
-        // noise: such an attack is not distinctive enough to vaccinate.
+        // A signature whose match window reaches within
+        // MIN_UNEXPLAINED_STEPS of a zero offset would match healthy
+        // readings (noise, or a day's swing ahead of a profile's mean) and
+        // make every receiver twice as jumpy about them: such an attack is
+        // not distinctive enough to vaccinate.
         let spread = crate::vaccine::MATCH_STD_MULTIPLE.saturating_mul((deviation_std as i32).max(1));
-        if (deviation_mean as i32).abs() <= spread {
+        if (deviation_mean as i32).abs() - spread < crate::lifecycle::MIN_UNEXPLAINED_STEPS as i32 {
             return;
         }
         let Some(quantity) = s.last_obs.map(|o| o.quantity).or(s.profile.as_ref().map(|p| p.quantity)) else {

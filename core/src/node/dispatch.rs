@@ -281,7 +281,7 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
     }
 
     /// Our latest own reading of `quantity` and its timestamp (SPEC-NOTES 26).
-    fn my_latest(&self, quantity: QuantityType) -> Option<(Reading, Timestamp)> {
+    pub(super) fn my_latest(&self, quantity: QuantityType) -> Option<(Reading, Timestamp)> {
         self.dag.recent_by_device(self.id, quantity).next().map(|e| (e.reading, e.timestamp))
     }
 
@@ -447,6 +447,13 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
         };
         s.msgs_epoch = s.msgs_epoch.saturating_add(1);
         super::SlowTrend::update(&mut s.trend, t.quantity, t.quantity.to_value(t.reading), now.mono_ms);
+        if let Some((m, _)) = mine.filter(|_| time_delta_ms <= super::PAIR_MAX_DELTA_MS) {
+            let r = s.relative.get_or_insert_with(|| super::RelativeLevel::new(t.quantity));
+            if r.quantity() != t.quantity {
+                *r = super::RelativeLevel::new(t.quantity);
+            }
+            r.observe(t.quantity.to_value(t.reading), t.quantity.to_value(m), now.mono_ms);
+        }
         // Deviation first, against the profile without this trace and with
         // the previous trace as "previous" (SPEC-NOTES 26).
         let deviation = s
@@ -578,7 +585,7 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
     /// whether it is far from us: beyond [`lifecycle::FAR_RESPONDER_CM`],
     /// or a Nano none of whose presence pulses reached us directly (at the
     /// edge of our range; a Dust device is never measured, so it is not).
-    fn history_of(
+    pub(super) fn history_of(
         &self,
         suspect: DeviceId,
         quantity: QuantityType,
@@ -607,6 +614,10 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
             corroborating: others.saturating_add(u8::from(own_moved)),
             bracketing: beyond.saturating_add(u8::from(own_beyond)),
             drifted: drifted_with(suspect, s, quantity, shift),
+            relative_drift: self
+                .subject_index(suspect)
+                .and_then(|i| self.relative_drift(i))
+                .is_some_and(|(q, _)| q == quantity),
             far: if distance.is_known() {
                 distance.cm > lifecycle::FAR_RESPONDER_CM
             } else {

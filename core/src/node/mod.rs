@@ -23,6 +23,7 @@ mod batch;
 mod dispatch;
 mod dust;
 mod enroll;
+mod relative;
 mod restore;
 #[cfg(test)]
 mod tests;
@@ -34,6 +35,7 @@ pub use action::{
 };
 pub use dust::{DustDrop, DustLink};
 pub use enroll::{Authorised, EnrollConfig, EnrollEvent, EnrollRefusal, MAX_MANIFEST};
+pub use relative::{RelativeLevel, PAIR_MAX_DELTA_MS, RELATIVE_BASE_SAMPLES, RELATIVE_FLOOR_STEPS};
 pub use timers::{Timer, TimerConfig, TimerTable};
 
 use crate::crypto::{device_id_of, sign_frame, Crypto};
@@ -241,6 +243,7 @@ pub struct Subject<const N: usize> {
     trend: Option<SlowTrend>,
     profile_updated_ms: u64,
     followed_up: Option<u32>,
+    relative: Option<RelativeLevel>,
 }
 
 impl<const N: usize> Subject<N> {
@@ -268,6 +271,10 @@ impl<const N: usize> Subject<N> {
     /// REJECTION (at most one per rejection).
     pub fn vaccinated(&self) -> bool {
         self.vaccinated
+    }
+    /// Its readings' learned offset from ours, once we paired one.
+    pub fn relative(&self) -> Option<&RelativeLevel> {
+        self.relative.as_ref()
     }
 }
 
@@ -321,6 +328,11 @@ pub struct Node<
 /// Queries remembered in [`Node`]'s `answered` ring: a vote asks once per
 /// suspect, so 16 cover far more than the 90 s a query stays fresh.
 pub const ANSWERED_QUERIES: usize = 16;
+
+/// Epochs between two votes a monitor opens on one subject's relative
+/// drift ([`RelativeLevel`]): a vote times out well within them, and a
+/// drift that the vote left standing is asked about again ten minutes later.
+pub const RELATIVE_VOTE_EPOCHS: u32 = 10;
 
 /// Time constant of [`SlowTrend`], ms: slow enough that a change of the
 /// last minutes still stands out against it when a vote asks.
@@ -668,6 +680,7 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
             trend: None,
             profile_updated_ms: now.mono_ms,
             followed_up: None,
+            relative: None,
         };
         self.subjects.push((id, s)).ok()?;
         Some(self.subjects.len() - 1)
@@ -1041,6 +1054,7 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
             if let Some(sigma) = drift {
                 self.act_on_drift(i, sigma, true, now, out);
             }
+            self.act_on_relative_drift(i, now, out);
             i += 1;
         }
         self.sync_profiles(out);
@@ -1104,6 +1118,75 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
         if let (true, Some(a)) = (alert, body) {
             self.broadcast(Body::ConsistencyAlert(a), out);
         }
+    }
+
+    /// Subject `i`'s level drifted against ours ([`RelativeLevel`]) and no
+    /// more than [`lifecycle::MIN_CORROBORATING`] − 1 other subjects in good
+    /// standing drifted that way by half as much or more (if they did, it
+    /// is our sensor or our surroundings that moved, or a zone the subject
+    /// shares with them; half, because such a change reaches each device in
+    /// its own time): the drift, physical units. Only a subject
+    /// heard within the ephemeral lifetime: an old offset is about the past.
+    fn relative_drift(&self, i: usize) -> Option<(QuantityType, f32)> {
+        let (_, s) = self.subjects.get(i)?;
+        let r = s.relative.as_ref()?;
+        let d = r.drifted()?;
+        s.last_obs.filter(|o| o.quantity == r.quantity())?;
+        let shared = self
+            .subjects
+            .iter()
+            .enumerate()
+            .filter(|(j, (_, o))| {
+                *j != i
+                    && !o.isolated
+                    && o.last_obs.is_some()
+                    && matches!(
+                        o.record.state(),
+                        SubjectState::Normal | SubjectState::Pyrexia | SubjectState::Inflammation
+                    )
+            })
+            .filter(|(_, (_, o))| {
+                o.relative
+                    .as_ref()
+                    .filter(|x| x.quantity() == r.quantity())
+                    .and_then(RelativeLevel::drift)
+                    .is_some_and(|x| x * d > 0.0 && libm::fabsf(x) >= 0.5 * libm::fabsf(d))
+            })
+            .count();
+        (shared < usize::from(lifecycle::MIN_CORROBORATING)).then_some((r.quantity(), d))
+    }
+
+    /// A subject in good standing whose level drifted against ours
+    /// ([`Node::relative_drift`]) gets `DEVIATION(drift)` on the σ scale
+    /// whose REJECTION band starts at the drift floor, so our record asks
+    /// the neighbours (ES-3.1: never reject on one deviation); at most once
+    /// every [`RELATIVE_VOTE_EPOCHS`]. A rejection it leads to originates
+    /// no vaccine (`originate_vaccine`).
+    fn act_on_relative_drift(&mut self, i: usize, now: Now, out: &mut impl Sink) {
+        let Some((quantity, drift)) = self.relative_drift(i) else {
+            return;
+        };
+        let Some(my_reading) = self.my_latest(quantity).map(|(r, _)| r) else {
+            return;
+        };
+        let epoch = self.epoch;
+        let Some((id, s)) = self.subjects.get_mut(i) else {
+            return;
+        };
+        let (Some(r), Some(obs)) = (s.relative.as_mut(), s.last_obs) else {
+            return;
+        };
+        let idle = matches!(s.record.state(), SubjectState::Normal | SubjectState::Pyrexia) && !s.isolated;
+        if !idle || r.voted_epoch.is_some_and(|e| epoch.wrapping_sub(e) < RELATIVE_VOTE_EPOCHS) {
+            return;
+        }
+        r.voted_epoch = Some(epoch);
+        let sigma = r.sigma(crate::types::sigma_tenths(crate::types::SIGMA_REJECTION));
+        let steps = libm::roundf(drift / quantity.scale().unit_per_step).clamp(i32::MIN as f32, i32::MAX as f32) as i32;
+        s.evidence.mark_relative();
+        out.push(Action::Audit(AuditEvent::RelativeDrift { subject: *id, drift_steps: steps, sigma }));
+        let sample = lifecycle::DeviationSample { sigma, quantity, suspect_reading: obs.reading, my_reading };
+        self.feed_subject(i, lifecycle::SubjectEvent::Deviation(sample), now, out);
     }
 
     /// Other subjects in good standing whose own NK audit finds their level

@@ -276,7 +276,7 @@ fn replayed_and_stale_queries_are_refused_before_they_are_charged() {
 }
 
 /// A profile of `id` that learned readings around `mean` (±2 LSB).
-fn learned(id: DeviceId, mean: crate::types::Reading) -> BehavioralProfile<4> {
+fn learned<const K: usize>(id: DeviceId, mean: crate::types::Reading) -> BehavioralProfile<K> {
     let mut p = BehavioralProfile::new(id, QuantityType::Temperature, ProfileMode::Learning);
     for k in 0..40u32 {
         let o = Observation {
@@ -637,5 +637,134 @@ fn profile_syncs_never_exceed_the_neighbours_rate_limit_and_reach_every_subject(
             }
         }
         assert!(sent.iter().all(|&k| k == 1), "n {n}: each profile once per period: {sent:?}");
+    }
+}
+
+/// A monitor with `drifts.len()` subjects in good standing, all heard at
+/// 100 s, whose readings' offsets from ours were learned and then moved by
+/// `drifts` (°C); our own latest reading is 22 °C.
+fn relative_monitor(drifts: &[f32]) -> (Node<M, 8, 64, 8, 32>, Vec<DeviceId>) {
+    let auth = ModeledAuthority::new(&[3; 32]);
+    let me = Identity::from_seed(&Seed([1; 32]));
+    let mut n: Node<M, 8, 64, 8, 32> = Node::new(NodeConfig::default(), auth.crypto_for(&me), at(0), 0);
+    n.handle_reading(at(100), QuantityType::Temperature, 2200, &mut |_| {});
+    let mut ids = Vec::new();
+    for (k, drift) in drifts.iter().enumerate() {
+        let id = DeviceId([k as u8 + 10; 8]);
+        let i = n.subject_slot(id, crate::profile::SubjectKind::Nano, at(1)).unwrap();
+        n.feed_subject(i, lifecycle::SubjectEvent::ProfileFrozen, at(2), &mut |_| {});
+        let s = &mut n.subjects[i].1;
+        let mut r = RelativeLevel::new(QuantityType::Temperature);
+        // Learned, then a slow drift to `drift` over ten hours.
+        for k in 0..RELATIVE_BASE_SAMPLES {
+            r.observe(22.3, 22.0, 10_000 * u64::from(k));
+        }
+        for k in 0..3600u16 {
+            r.observe(22.3 + drift * f32::from(k) / 3599.0, 22.0, 400_000 + 10_000 * u64::from(k));
+        }
+        s.relative = Some(r);
+        s.profile = Some(learned(id, 2230));
+        s.trend = Some(SlowTrend { quantity: QuantityType::Temperature, mean: 22.3 + drift, last_ms: 100_000 });
+        let reading = (2230.0 + drift * 100.0) as crate::types::Reading;
+        s.last_obs = Some(Observation {
+            reading,
+            quantity: QuantityType::Temperature,
+            timestamp: 1_700_000_100,
+            rx_ms: 100_000,
+        });
+        ids.push(id);
+    }
+    (n, ids)
+}
+
+fn relative_drift_audited(out: &[Action], subject: DeviceId) -> bool {
+    out.iter().any(|a| matches!(a, Action::Audit(AuditEvent::RelativeDrift { subject: s, .. }) if *s == subject))
+}
+
+/// A subject whose readings drifted 2.5 °C against ours, alone, gets a
+/// DEVIATION that opens a vote, once per RELATIVE_VOTE_EPOCHS; a drift
+/// under the 2 °C floor does nothing.
+#[test]
+fn a_subject_drifting_against_our_level_is_voted_on() {
+    let (mut n, ids) = relative_monitor(&[2.5, 0.0, 1.5]);
+    let mut out = Vec::new();
+    for i in 0..3 {
+        n.act_on_relative_drift(i, at(200), &mut |a| out.push(a));
+    }
+    assert!(relative_drift_audited(&out, ids[0]), "{out:?}");
+    assert!(!relative_drift_audited(&out, ids[1]) && !relative_drift_audited(&out, ids[2]));
+    assert_eq!(n.subject_state(ids[0]), Some(lifecycle::SubjectState::Inflammation));
+    assert_eq!(n.subject_state(ids[2]), Some(lifecycle::SubjectState::Normal));
+    let s = n.subject(ids[0]).unwrap();
+    assert!(s.evidence.relative, "a relative drift leaves no vaccine signature");
+    // Back to PYREXIA after an inconclusive vote: asked again only
+    // RELATIVE_VOTE_EPOCHS later.
+    let i = n.subject_index(ids[0]).unwrap();
+    n.subjects[i].1.record = SubjectRecord::new(
+        ids[0],
+        crate::profile::SubjectKind::Nano,
+        lifecycle::SubjectState::Pyrexia,
+        0,
+        n.cfg.subject_timers,
+    );
+    let mut again = Vec::new();
+    n.epoch += RELATIVE_VOTE_EPOCHS - 1;
+    n.act_on_relative_drift(i, at(800), &mut |a| again.push(a));
+    assert!(!relative_drift_audited(&again, ids[0]));
+    n.epoch += 1;
+    n.act_on_relative_drift(i, at(860), &mut |a| again.push(a));
+    assert!(relative_drift_audited(&again, ids[0]));
+}
+
+/// The same drift shared by MIN_CORROBORATING other subjects is ours (our
+/// sensor or our surroundings moved), both when we act and when we answer
+/// a vote; others drifting the other way do not excuse it.
+#[test]
+fn a_drift_many_subjects_share_against_us_is_ours() {
+    let shared = lifecycle::MIN_CORROBORATING as usize;
+    for (others, expect) in [(shared - 1, true), (shared, false)] {
+        for sign in [1.0f32, -1.0] {
+            let mut drifts = vec![2.5];
+            drifts.extend(std::iter::repeat_n(2.5 * sign, others));
+            let (mut n, ids) = relative_monitor(&drifts);
+            let acts = sign < 0.0 || expect;
+            assert_eq!(n.relative_drift(0).is_some(), acts, "{others} others, sign {sign}");
+            let near =
+                crate::distance::DistanceEstimate { cm: 500, method: crate::distance::DistanceMethod::RssiModel };
+            let h = n.history_of(ids[0], QuantityType::Temperature, 2480, near, 100_000).unwrap();
+            assert_eq!(h.relative_drift, acts, "{others} others, sign {sign}");
+            let mut out = Vec::new();
+            n.act_on_relative_drift(0, at(200), &mut |a| out.push(a));
+            assert_eq!(relative_drift_audited(&out, ids[0]), acts, "{others} others, sign {sign}");
+        }
+    }
+}
+
+/// A vaccine goes out only for a signature whose match window stays
+/// MIN_UNEXPLAINED_STEPS clear of a zero offset, and never for a subject
+/// that drifted against our level.
+#[test]
+fn only_a_distinctive_attack_is_vaccinated() {
+    let cases: [(&[i32], bool, bool); 4] = [
+        (&[3790, 3800, 3810], false, true),
+        // drift-long's weak signature: 0.9 ± 0.25 °C off the profile, which
+        // a day's swing gives every honest device.
+        (&[66, 91, 116], false, false),
+        (&[0, 0, 1], false, false),
+        (&[3790, 3800, 3810], true, false),
+    ];
+    for (offsets, relative, vaccinated) in cases {
+        let (mut n, ids) = relative_monitor(&[0.0]);
+        let s = &mut n.subjects[0].1;
+        for off in offsets {
+            s.evidence.record(batch::Cause::Spike, *off);
+        }
+        if relative {
+            s.evidence.mark_relative();
+        }
+        let mut out = Vec::new();
+        n.originate_vaccine(ids[0], at(300), &mut |a| out.push(a));
+        let sent = out.iter().any(|a| matches!(a, Action::Audit(AuditEvent::VaccineOriginated { .. })));
+        assert_eq!(sent, vaccinated, "{offsets:?} relative {relative}: {out:?}");
     }
 }
