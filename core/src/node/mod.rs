@@ -1120,6 +1120,17 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
         }
     }
 
+    /// Subjects other than the one at index `i` in good standing (not
+    /// isolated; NORMAL, PYREXIA or INFLAMMATION): those whose moves can
+    /// show that `i`'s is shared.
+    fn others_in_standing(&self, i: usize) -> impl Iterator<Item = &(DeviceId, Subject<N>)> + '_ {
+        self.subjects.iter().enumerate().filter_map(move |(j, x)| {
+            let good =
+                matches!(x.1.record.state(), SubjectState::Normal | SubjectState::Pyrexia | SubjectState::Inflammation);
+            (j != i && !x.1.isolated && good).then_some(x)
+        })
+    }
+
     /// Subject `i`'s level drifted against ours ([`RelativeLevel`]) and no
     /// more than [`lifecycle::MIN_CORROBORATING`] − 1 other subjects in good
     /// standing drifted that way by half as much or more (if they did, it
@@ -1133,19 +1144,9 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
         let d = r.drifted()?;
         s.last_obs.filter(|o| o.quantity == r.quantity())?;
         let shared = self
-            .subjects
-            .iter()
-            .enumerate()
-            .filter(|(j, (_, o))| {
-                *j != i
-                    && !o.isolated
-                    && o.last_obs.is_some()
-                    && matches!(
-                        o.record.state(),
-                        SubjectState::Normal | SubjectState::Pyrexia | SubjectState::Inflammation
-                    )
-            })
-            .filter(|(_, (_, o))| {
+            .others_in_standing(i)
+            .filter(|(_, o)| o.last_obs.is_some())
+            .filter(|(_, o)| {
                 o.relative
                     .as_ref()
                     .filter(|x| x.quantity() == r.quantity())
@@ -1203,18 +1204,8 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
             return 0;
         };
         let n = self
-            .subjects
-            .iter()
-            .enumerate()
-            .filter(|(j, (_, s))| {
-                *j != i
-                    && !s.isolated
-                    && matches!(
-                        s.record.state(),
-                        SubjectState::Normal | SubjectState::Pyrexia | SubjectState::Inflammation
-                    )
-            })
-            .filter(|(_, (id, s))| {
+            .others_in_standing(i)
+            .filter(|(id, s)| {
                 let (Some(b), Some(c)) = (s.baseline.as_ref(), s.profile.as_ref()) else {
                     return false;
                 };
