@@ -506,6 +506,15 @@ fn peer_sentence(r: &AuditRecord, nodes: &[NodeRow]) -> String {
             subject_text(r, nodes),
             words(result)
         ),
+        ("relative_drift", _) => format!(
+            "At {:.0} s {who} found {}'s readings moved {:+.2} {} against its own since it learned their offset, \
+             slowly and alone (no weather moves one device against its neighbours): fed as {:.1} σ, it asks its neighbours.",
+            r.t_s,
+            subject_text(r, nodes),
+            r.actual_diff.unwrap_or(0.0),
+            r.unit.as_deref().unwrap_or(""),
+            r.sigma.unwrap_or(0.0)
+        ),
         ("vaccine", outcome) => format!(
             "At {:.0} s {who} received a VACCINE originated by {peer}: {}.",
             r.t_s,
@@ -558,6 +567,24 @@ mod tests {
         let s = reason(&r);
         assert!(s.contains("\"suspect anomalous\" at the vote's timeout"), "{s}");
         assert!(s.contains("3 of 5 asked contradicted") && s.contains("4.3σ"), "{s}");
+    }
+
+    #[test]
+    fn relative_drift_sentence_gives_the_drift_and_the_sigma() {
+        let r = AuditRecord {
+            t_s: 18_721.9,
+            node: 4,
+            kind: "relative_drift".into(),
+            subject: Some(7),
+            unit: Some("°C".into()),
+            actual_diff: Some(2.01),
+            sigma: Some(3.01),
+            ..Default::default()
+        };
+        let s = peer_sentence(&r, &[]);
+        for needle in ["At 18722 s node 4", "node 7's readings moved +2.01 °C", "fed as 3.0 σ"] {
+            assert!(s.contains(needle), "{needle:?} not in {s}");
+        }
     }
 
     #[test]

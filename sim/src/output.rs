@@ -312,8 +312,10 @@ impl AuditWriter {
                 self.subject(&mut r, *subject);
                 r.what = Some(variant(&format!("{result:?}")));
             }
-            AuditEvent::RelativeDrift { subject, sigma, .. } => {
+            AuditEvent::RelativeDrift { subject, quantity, drift_steps, sigma } => {
                 self.subject(&mut r, *subject);
+                r.unit = Some(quantity.scale().unit.to_string());
+                r.actual_diff = Some(value(*quantity, f64::from(*drift_steps)));
                 r.sigma = Some(f64::from(*sigma));
             }
             AuditEvent::RejectedBy { by } => r.peer = self.ids.get(by).copied(),

@@ -361,6 +361,8 @@ pub enum AuditEvent {
     RelativeDrift {
         /// The subject.
         subject: DeviceId,
+        /// Quantity of the readings.
+        quantity: QuantityType,
         /// Running offset minus learned offset, reading steps.
         drift_steps: i32,
         /// The σ fed to the record.

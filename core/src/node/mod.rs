@@ -1185,7 +1185,7 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
         let sigma = r.sigma(crate::types::sigma_tenths(crate::types::SIGMA_REJECTION));
         let steps = libm::roundf(drift / quantity.scale().unit_per_step).clamp(i32::MIN as f32, i32::MAX as f32) as i32;
         s.evidence.mark_relative();
-        out.push(Action::Audit(AuditEvent::RelativeDrift { subject: *id, drift_steps: steps, sigma }));
+        out.push(Action::Audit(AuditEvent::RelativeDrift { subject: *id, quantity, drift_steps: steps, sigma }));
         let sample = lifecycle::DeviationSample { sigma, quantity, suspect_reading: obs.reading, my_reading };
         self.feed_subject(i, lifecycle::SubjectEvent::Deviation(sample), now, out);
     }
