@@ -112,6 +112,14 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
         let Some(key) = self.key_of(signer) else {
             return self.drop_frame(sender, msg_type, FrameDrop::UnknownSender, out);
         };
+        // A PROFILE_SYNC we would not merge is left unverified and
+        // uncharged: a replayed one then costs its honest sender nothing
+        // (SPEC-NOTES 33; a sync carries no send time to screen it by).
+        if let Body::ProfileSync(ps) = &repr.body {
+            if self.mergeable_sync(sender, ps).is_none() {
+                return;
+            }
+        }
         if verify_frame(&self.crypto, &key, bytes, repr.signed_len()).is_err() {
             return self.drop_frame(sender, msg_type, FrameDrop::BadSignature, out);
         }
@@ -706,6 +714,20 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
         self.unicast(sender, Body::InflammationReply(reply), out);
     }
 
+    /// The index of the subject a PROFILE_SYNC from `sender` could be
+    /// merged into ([`Node::on_profile_sync`]'s rules): a v2 values sync
+    /// about a third device whose profile we are still learning.
+    fn mergeable_sync(&self, sender: DeviceId, ps: &crate::wire::ProfileSync) -> Option<usize> {
+        use crate::wire::immune::ProfileComponent;
+        let about_third = ps.subject_id != sender && ps.subject_id != self.id;
+        if !about_third || ps.component != ProfileComponent::Values || ps.v2.is_none() {
+            return None;
+        }
+        let i = self.subject_index(ps.subject_id)?;
+        let (_, s) = self.subjects.get(i)?;
+        (s.record.state() == lifecycle::SubjectState::Neonatal && s.profile.is_some()).then_some(i)
+    }
+
     /// PROFILE_SYNC (ES-10.3, ES-7.4): merged only into a profile we are
     /// still learning (our record of the subject is NEONATAL), never about
     /// the sender itself or about us, and never into a running profile: a
@@ -713,19 +735,12 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
     /// otherwise pull a monitored subject's profile wherever it likes.
     fn on_profile_sync(&mut self, sender: DeviceId, ps: &crate::wire::ProfileSync, out: &mut impl Sink) {
         use crate::profile::{merge_profiles, ProfileSummary};
-        use crate::wire::immune::ProfileComponent;
-        if ps.subject_id == sender || ps.subject_id == self.id || ps.component != ProfileComponent::Values {
-            return;
-        }
-        let Some(v2) = ps.v2 else {
+        let Some(i) = self.mergeable_sync(sender, ps) else {
             return;
         };
-        let Some((_, s)) = self.subject_index(ps.subject_id).and_then(|i| self.subjects.get_mut(i)) else {
+        let (Some(v2), Some((_, s))) = (ps.v2, self.subjects.get_mut(i)) else {
             return;
         };
-        if s.record.state() != lifecycle::SubjectState::Neonatal {
-            return;
-        }
         let Some(local) = s.profile.as_ref() else {
             return;
         };

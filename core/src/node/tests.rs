@@ -768,3 +768,50 @@ fn only_a_distinctive_attack_is_vaccinated() {
         assert_eq!(sent, vaccinated, "{offsets:?} relative {relative}: {out:?}");
     }
 }
+
+/// A PROFILE_SYNC of node 2's profile, signed by node 0.
+fn sync_about(n: &[Small<M>], version: u32) -> FrameBuf {
+    use crate::wire::immune::{Bins, ProfileComponent, ProfileSync, ProfileSyncV2};
+    let sum = learned::<4>(n[2].id(), 2200).summary();
+    let body = ProfileSync {
+        subject_id: n[2].id(),
+        profile_version: version,
+        component: ProfileComponent::Values,
+        bins: Bins::from_slice(&sum.bins).unwrap(),
+        v2: Some(ProfileSyncV2 {
+            value_count: sum.value_count,
+            value_mean: sum.value_mean,
+            value_var: sum.value_var,
+            value_min: sum.value_min,
+            value_max: sum.value_max,
+            last_updated: sum.last_updated,
+        }),
+    };
+    signed(&n[0], Body::ProfileSync(body))
+}
+
+/// A PROFILE_SYNC we would not merge (we are not learning its subject) is
+/// ignored before it is verified or charged, so a hundred replays cost its
+/// sender nothing (SPEC-NOTES 33); one we would merge is still verified and
+/// charged.
+#[test]
+fn a_sync_we_would_not_merge_is_never_charged() {
+    let mut n = mesh_of(3);
+    for k in 0..100u32 {
+        let f = sync_about(&n, k % 3);
+        let out = deliver(&mut n[1], at(10), &f);
+        assert!(out.is_empty(), "{out:?}");
+    }
+    assert_eq!(n[1].guard_drops().total(), 0);
+    // Node 1 starts learning node 2: the same sync is now verified.
+    let f = own_trace(&mut n[2], at(11));
+    deliver(&mut n[1], at(11), &f);
+    let mut forged = sync_about(&n, 7);
+    let last = forged.len() - 1;
+    forged[last] ^= 1;
+    deliver(&mut n[1], at(12), &forged);
+    assert_eq!(n[1].frame_drops().bad_signature, 1);
+    let f = sync_about(&n, 8);
+    let out = deliver(&mut n[1], at(12), &f);
+    assert!(out.iter().any(|a| matches!(a, Action::Audit(AuditEvent::ProfileMerged { .. }))), "{out:?}");
+}
