@@ -325,6 +325,30 @@ pub struct Node<
     answered: heapless::Deque<(DeviceId, u32), ANSWERED_QUERIES>,
 }
 
+/// The v2 PROFILE_SYNC (values component) of `subject`'s profile `p`, or
+/// `None` if its bins do not fit the wire.
+fn profile_sync_of<const N: usize>(
+    subject: DeviceId,
+    p: &BehavioralProfile<N>,
+) -> Option<crate::wire::immune::ProfileSync> {
+    use crate::wire::immune::{Bins, ProfileComponent, ProfileSync, ProfileSyncV2};
+    let sum = p.summary();
+    Some(ProfileSync {
+        subject_id: subject,
+        profile_version: sum.profile_version,
+        component: ProfileComponent::Values,
+        bins: Bins::from_slice(&sum.bins).ok()?,
+        v2: Some(ProfileSyncV2 {
+            value_count: sum.value_count,
+            value_mean: sum.value_mean,
+            value_var: sum.value_var,
+            value_min: sum.value_min,
+            value_max: sum.value_max,
+            last_updated: sum.last_updated,
+        }),
+    })
+}
+
 /// Queries remembered in [`Node`]'s `answered` ring: a vote asks once per
 /// suspect, so 16 cover far more than the 90 s a query stays fresh.
 pub const ANSWERED_QUERIES: usize = 16;
@@ -1265,7 +1289,6 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
     /// epoch carries more than our neighbours' PROFILE_SYNC rate limit.
     /// Profiles still learning (subject NEONATAL) are not sent.
     fn sync_profiles(&mut self, out: &mut impl Sink) {
-        use crate::wire::immune::{Bins, ProfileComponent, ProfileSync, ProfileSyncV2};
         let n = self.subjects.len();
         for i in 0..n {
             if !profile_sync_due(self.epoch, i, n) {
@@ -1277,26 +1300,8 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
             if s.record.state() == SubjectState::Neonatal {
                 continue;
             }
-            let Some(p) = s.profile.as_ref() else {
+            let Some(body) = s.profile.as_ref().and_then(|p| profile_sync_of(*id, p)) else {
                 continue;
-            };
-            let sum = p.summary();
-            let Ok(bins) = Bins::from_slice(&sum.bins) else {
-                continue;
-            };
-            let body = ProfileSync {
-                subject_id: *id,
-                profile_version: sum.profile_version,
-                component: ProfileComponent::Values,
-                bins,
-                v2: Some(ProfileSyncV2 {
-                    value_count: sum.value_count,
-                    value_mean: sum.value_mean,
-                    value_var: sum.value_var,
-                    value_min: sum.value_min,
-                    value_max: sum.value_max,
-                    last_updated: sum.last_updated,
-                }),
             };
             self.broadcast(Body::ProfileSync(body), out);
         }

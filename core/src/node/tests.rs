@@ -771,22 +771,8 @@ fn only_a_distinctive_attack_is_vaccinated() {
 
 /// A PROFILE_SYNC of node 2's profile, signed by node 0.
 fn sync_about(n: &[Small<M>], version: u32) -> FrameBuf {
-    use crate::wire::immune::{Bins, ProfileComponent, ProfileSync, ProfileSyncV2};
-    let sum = learned::<4>(n[2].id(), 2200).summary();
-    let body = ProfileSync {
-        subject_id: n[2].id(),
-        profile_version: version,
-        component: ProfileComponent::Values,
-        bins: Bins::from_slice(&sum.bins).unwrap(),
-        v2: Some(ProfileSyncV2 {
-            value_count: sum.value_count,
-            value_mean: sum.value_mean,
-            value_var: sum.value_var,
-            value_min: sum.value_min,
-            value_max: sum.value_max,
-            last_updated: sum.last_updated,
-        }),
-    };
+    let mut body = profile_sync_of(n[2].id(), &learned::<4>(n[2].id(), 2200)).unwrap();
+    body.profile_version = version;
     signed(&n[0], Body::ProfileSync(body))
 }
 
