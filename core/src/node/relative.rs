@@ -153,14 +153,6 @@ impl RelativeLevel {
     pub fn sigma(&self, sigma_inflammation: f32) -> f32 {
         self.drift().map_or(0.0, |d| sigma_inflammation * libm::fabsf(d) / self.floor())
     }
-
-    /// The confirmed environment moved the pair apart for good: the running
-    /// offset becomes the learned one.
-    pub fn rebase(&mut self) {
-        if self.is_learned() {
-            self.base_mean = self.running;
-        }
-    }
 }
 
 #[cfg(test)]
@@ -210,8 +202,6 @@ mod tests {
         let d = r.drifted().expect("3 °C is past the 2 °C floor");
         assert!((d - 3.0).abs() < 0.1, "{d}");
         assert!(r.sigma(3.0) > 3.0);
-        r.rebase();
-        assert_eq!(r.drifted(), None);
     }
 
     #[test]
