@@ -57,7 +57,29 @@ const fn crc_table() -> [u32; 256] {
     t
 }
 
-static CRC_TABLE: [u32; 256] = crc_table();
+/// Slicing-by-4 tables: `CRC_TABLES[k][b]` is the CRC state change of byte
+/// `b` followed by `k` zero bytes, so four bytes take one step. A flash
+/// compaction checksums a whole DAG image (up to ~280 KB); a byte at a time
+/// that was most of its CPU time in the simulator's city profile. 3 KB more
+/// flash than one table; 8 tables would be faster again but cost 7 KB of a
+/// Dust image's headroom.
+static CRC_TABLES: [[u32; 256]; 4] = crc_tables();
+
+const fn crc_tables() -> [[u32; 256]; 4] {
+    let mut t = [[0u32; 256]; 4];
+    t[0] = crc_table();
+    let mut i = 0;
+    while i < 256 {
+        let mut k = 1;
+        while k < 4 {
+            let prev = t[k - 1][i];
+            t[k][i] = (prev >> 8) ^ t[0][(prev & 0xFF) as usize];
+            k += 1;
+        }
+        i += 1;
+    }
+    t
+}
 
 /// Incremental CRC-32 (IEEE 802.3, reflected, poly 0xEDB88320, init and
 /// final XOR 0xFFFFFFFF; check value of "123456789" is 0xCBF43926).
@@ -82,9 +104,18 @@ impl Crc32 {
     }
     /// Feeds bytes.
     pub fn update(&mut self, data: &[u8]) {
+        let [t0, t1, t2, t3] = &CRC_TABLES;
         let mut c = self.0;
-        for &b in data {
-            c = CRC_TABLE[((c ^ b as u32) & 0xFF) as usize] ^ (c >> 8);
+        let mut words = data.chunks_exact(4);
+        for w in &mut words {
+            let x = c ^ u32::from_le_bytes([w[0], w[1], w[2], w[3]]);
+            c = t3[(x & 0xFF) as usize]
+                ^ t2[((x >> 8) & 0xFF) as usize]
+                ^ t1[((x >> 16) & 0xFF) as usize]
+                ^ t0[(x >> 24) as usize];
+        }
+        for &b in words.remainder() {
+            c = t0[((c ^ b as u32) & 0xFF) as usize] ^ (c >> 8);
         }
         self.0 = c;
     }

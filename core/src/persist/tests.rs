@@ -173,6 +173,34 @@ fn crc32_check_value() {
     assert_eq!(c.finish(), 0xCBF4_3926);
 }
 
+/// The CRC a bit at a time, straight from the polynomial.
+fn crc32_bitwise(data: &[u8]) -> u32 {
+    let mut c = 0xFFFF_FFFFu32;
+    for &b in data {
+        c ^= u32::from(b);
+        for _ in 0..8 {
+            c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
+        }
+    }
+    !c
+}
+
+proptest! {
+    #[test]
+    fn crc32_four_bytes_a_step_matches_the_bitwise_definition(
+        data in proptest::collection::vec(any::<u8>(), 0..600),
+        cut in 0usize..600,
+    ) {
+        prop_assert_eq!(crc32(&data), crc32_bitwise(&data));
+        // Fed in two pieces that break the 4-byte steps anywhere.
+        let cut = cut.min(data.len());
+        let mut c = Crc32::new();
+        c.update(&data[..cut]);
+        c.update(&data[cut..]);
+        prop_assert_eq!(c.finish(), crc32_bitwise(&data));
+    }
+}
+
 #[test]
 fn ram_flash_enforces_nor_rules_and_tears() {
     let mut f = RamFlash::<8192>::new();
