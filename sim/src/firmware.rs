@@ -416,20 +416,49 @@ impl SimFlash {
         }
     }
 
-    /// `(sector, offset in it, length)` pieces of `len` bytes at `offset`.
-    fn pieces(&self, offset: u32, len: usize) -> Result<Vec<(usize, usize, usize)>, FlashError> {
+    /// `(sector, offset in it, length)` pieces of `len` bytes at `offset`,
+    /// computed as they are walked (every record write reads and writes a
+    /// few: no allocation).
+    fn pieces(&self, offset: u32, len: usize) -> Result<Pieces, FlashError> {
         let end = (offset as usize).checked_add(len).ok_or(FlashError::OutOfBounds)?;
         if end > self.sectors.len() * SECTOR_SIZE {
             return Err(FlashError::OutOfBounds);
         }
-        let mut v = Vec::new();
-        let mut at = offset as usize;
-        while at < end {
-            let n = (SECTOR_SIZE - at % SECTOR_SIZE).min(end - at);
-            v.push((at / SECTOR_SIZE, at % SECTOR_SIZE, n));
-            at += n;
+        Ok(Pieces { at: offset as usize, end })
+    }
+
+    /// Whether programming `data` at `at` of sector `i` needs no 0 → 1 bit.
+    fn programmable(&self, i: usize, at: usize, data: &[u8]) -> Result<bool, FlashError> {
+        let fits = |old: &[u8]| old.iter().zip(data).all(|(old, new)| old & new == *new);
+        Ok(match &self.sectors[i] {
+            Sector::Erased => true,
+            Sector::Ram(s) => fits(&s[at..at + data.len()]),
+            Sector::Spilled(slot) => {
+                let mut old = [ERASED; SECTOR_SIZE];
+                Spill::read(*slot, at, &mut old[..data.len()])?;
+                fits(&old[..data.len()])
+            }
+        })
+    }
+}
+
+/// See [`SimFlash::pieces`].
+struct Pieces {
+    at: usize,
+    end: usize,
+}
+
+impl Iterator for Pieces {
+    type Item = (usize, usize, usize);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.at >= self.end {
+            return None;
         }
-        Ok(v)
+        let at = self.at;
+        let n = (SECTOR_SIZE - at % SECTOR_SIZE).min(self.end - at);
+        self.at += n;
+        Some((at / SECTOR_SIZE, at % SECTOR_SIZE, n))
     }
 }
 
@@ -448,18 +477,15 @@ impl Flash for SimFlash {
     }
 
     fn write(&mut self, offset: u32, data: &[u8]) -> Result<(), FlashError> {
-        let pieces = self.pieces(offset, data.len())?;
         let mut k = 0;
-        let mut old = [ERASED; SECTOR_SIZE];
-        for &(i, j, n) in &pieces {
-            self.read_sector(i, j, &mut old[..n])?;
-            if old[..n].iter().zip(&data[k..k + n]).any(|(old, new)| old & new != *new) {
+        for (i, j, n) in self.pieces(offset, data.len())? {
+            if !self.programmable(i, j, &data[k..k + n])? {
                 return Err(FlashError::NotErased);
             }
             k += n;
         }
         k = 0;
-        for (i, j, n) in pieces {
+        for (i, j, n) in self.pieces(offset, data.len())? {
             let s = self.sector_mut(i)?;
             s[j..j + n].iter_mut().zip(&data[k..k + n]).for_each(|(old, new)| *old &= *new);
             k += n;
