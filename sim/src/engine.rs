@@ -260,6 +260,62 @@ pub struct EngineStats {
     pub parallel_rounds: u64,
 }
 
+/// Where a sequential run's wall time went, by round shape and event
+/// class (see [`Engine::profile_rounds`]): what bounds the speed-up of
+/// parallel rounds. With one thread a node's time is its own; on a pool
+/// it would include waiting for memory and for the other threads.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RoundProfile {
+    /// Wall time inside [`Engine::run_until`], s.
+    pub total_s: f64,
+    /// Rounds the pool would take (at least
+    /// [`Model::PARALLEL_MIN_EVENTS`] events over two or more nodes): wall
+    /// time, s.
+    pub pooled_s: f64,
+    /// Those rounds' shortest possible time on 2 threads, s: per round the
+    /// larger of half its node time and its busiest node's time.
+    pub pooled_best_2_s: f64,
+    /// The same on 4 threads.
+    pub pooled_best_4_s: f64,
+    /// Sum over those rounds of the busiest node's time, s: no thread
+    /// count goes below it.
+    pub pooled_busiest_s: f64,
+    /// Smaller rounds over several nodes (run sequentially): wall time, s.
+    pub small_s: f64,
+    /// Rounds of a single node: wall time, s.
+    pub single_node_s: f64,
+    /// Events and their handling time, s, per event class, in four bands:
+    /// under 10 µs, under 100 µs, under 1 ms, 1 ms or more.
+    pub by_class: std::collections::BTreeMap<u8, [(u64, f64); 4]>,
+}
+
+impl RoundProfile {
+    /// The band of an event that took `s` seconds.
+    fn band(s: f64) -> usize {
+        if s < 10e-6 {
+            0
+        } else if s < 100e-6 {
+            1
+        } else if s < 1e-3 {
+            2
+        } else {
+            3
+        }
+    }
+
+    fn event(&mut self, class: u8, s: f64) {
+        let b = &mut self.by_class.entry(class).or_default()[Self::band(s)];
+        b.0 += 1;
+        b.1 += s;
+    }
+
+    /// The shortest possible run on 2 threads with this engine's rounds,
+    /// s: pooled rounds at their 2-thread bound, everything else as it was.
+    pub fn best_2_thread_s(&self) -> f64 {
+        self.total_s - self.pooled_s + self.pooled_best_2_s
+    }
+}
+
 /// One node's event and output buffers, reused across parallel rounds.
 type NodeBufs<E> = (Vec<Entry<E>>, Vec<Out<E>>);
 
@@ -280,6 +336,9 @@ pub struct Engine<M: Model> {
     /// Per-node input and output buffers of parallel rounds, for reuse.
     node_bufs: Vec<NodeBufs<M::Event>>,
     local: BinaryHeap<Entry<M::Event>>,
+    /// Set by [`Engine::profile_rounds`]; with the node times of the
+    /// current round.
+    profile: Option<Box<(RoundProfile, Vec<f64>)>>,
 }
 
 impl<M: Model> Engine<M> {
@@ -305,6 +364,7 @@ impl<M: Model> Engine<M> {
             out: Vec::new(),
             node_bufs: Vec::new(),
             local: BinaryHeap::new(),
+            profile: None,
         })
     }
 
@@ -336,6 +396,20 @@ impl<M: Model> Engine<M> {
     /// The engine's counters.
     pub fn stats(&self) -> EngineStats {
         self.stats
+    }
+
+    /// Times every event, node and round from now on (`true`) and keeps a
+    /// [`RoundProfile`]; for an engine without a pool only (it has no
+    /// effect on one with a pool, whose node times would include waiting).
+    /// Costs two clock reads per event. Nothing but the profile depends on
+    /// it.
+    pub fn profile_rounds(&mut self, on: bool) {
+        self.profile = (on && self.pool.is_none()).then(|| Box::new((RoundProfile::default(), Vec::new())));
+    }
+
+    /// The profile kept since [`Engine::profile_rounds`].
+    pub fn round_profile(&self) -> Option<&RoundProfile> {
+        self.profile.as_deref().map(|(p, _)| p)
     }
 
     /// Time of the last handled event.
@@ -396,10 +470,15 @@ impl<M: Model> Engine<M> {
 
     /// Runs every event at or before `end`.
     pub fn run_until(&mut self, end: Micros) -> Result<(), EngineError> {
-        self.in_pool(|e, pool| {
+        let start = self.profile.is_some().then(std::time::Instant::now);
+        let r = self.in_pool(|e, pool| {
             while e.round_in(end, pool)? {}
             Ok(())
-        })
+        });
+        if let (Some(start), Some(p)) = (start, self.profile.as_deref_mut()) {
+            p.0.total_s += start.elapsed().as_secs_f64();
+        }
+        r
     }
 
     /// Runs one round; false when nothing is due by `end`.
@@ -456,7 +535,9 @@ impl<M: Model> Engine<M> {
             batch.sort_unstable_by_key(|e| (e.key.node(), e.key));
         }
         let several_nodes = batch.first().map(|e| e.key.node()) != batch.last().map(|e| e.key.node());
-        let parallel = pool.is_some() && batch.len() >= M::PARALLEL_MIN_EVENTS && several_nodes;
+        let poolable = batch.len() >= M::PARALLEL_MIN_EVENTS && several_nodes;
+        let parallel = pool.is_some() && poolable;
+        let round_start = self.profile.is_some().then(std::time::Instant::now);
         let result = if parallel {
             self.stats.parallel_rounds += 1;
             self.run_parallel(&mut batch, bound, bound_time)
@@ -465,6 +546,23 @@ impl<M: Model> Engine<M> {
         };
         self.batch = batch;
         self.now = self.now.max(first_time);
+        if let (Some(start), Some(p)) = (round_start, self.profile.as_deref_mut()) {
+            let (prof, nodes) = &mut *p;
+            let wall = start.elapsed().as_secs_f64();
+            let busiest = nodes.iter().copied().fold(0.0, f64::max);
+            let sum: f64 = nodes.iter().sum();
+            if poolable {
+                prof.pooled_s += wall;
+                prof.pooled_busiest_s += busiest;
+                prof.pooled_best_2_s += (sum / 2.0).max(busiest) + (wall - sum).max(0.0);
+                prof.pooled_best_4_s += (sum / 4.0).max(busiest) + (wall - sum).max(0.0);
+            } else if several_nodes {
+                prof.small_s += wall;
+            } else {
+                prof.single_node_s += wall;
+            }
+            nodes.clear();
+        }
         result?;
         let mut out = std::mem::take(&mut self.out);
         let result = self.merge(&mut out);
@@ -522,6 +620,7 @@ impl<M: Model> Engine<M> {
             };
             let mut pending = Some(first);
             let mut local_seq = 0;
+            let node_start = self.profile.is_some().then(std::time::Instant::now);
             loop {
                 let next = match (pending.take(), self.local.peek()) {
                     (Some(p), Some(l)) if l.key < p.key => {
@@ -543,10 +642,18 @@ impl<M: Model> Engine<M> {
                     local: &mut self.local,
                     local_seq: &mut local_seq,
                 };
+                let class = e.key.class();
+                let event_start = self.profile.is_some().then(std::time::Instant::now);
                 self.model.handle(&mut ctx, node, e.ev)?;
+                if let (Some(start), Some(p)) = (event_start, self.profile.as_deref_mut()) {
+                    p.0.event(class, start.elapsed().as_secs_f64());
+                }
                 if pending.is_none() && events.peek().is_some_and(|n| n.key.node() == node_idx) {
                     pending = events.next();
                 }
+            }
+            if let (Some(start), Some(p)) = (node_start, self.profile.as_deref_mut()) {
+                p.1.push(start.elapsed().as_secs_f64());
             }
         }
         Ok(())
@@ -727,6 +834,27 @@ mod tests {
         assert_eq!(one, digests(2));
         assert_eq!(one, digests(4));
         assert!(one.1 > 10_000);
+    }
+
+    #[test]
+    fn a_round_profile_accounts_for_every_event_and_bounds_the_speed_up() {
+        let mut e = ring(300, 2_000, 1);
+        e.profile_rounds(true);
+        e.run_until(5_000_000).unwrap();
+        let p = e.round_profile().expect("profiled").clone();
+        let counted: u64 = p.by_class.values().flat_map(|b| b.iter().map(|x| x.0)).sum();
+        assert_eq!(counted, e.stats().events);
+        assert_eq!(p.by_class.keys().copied().collect::<Vec<_>>(), vec![0, 1], "ticks, deliveries");
+        // Nested clock reads: node times fit in their round, rounds in the run.
+        assert!(p.pooled_s > 0.0 && p.pooled_s + p.small_s + p.single_node_s <= p.total_s);
+        assert!(p.pooled_busiest_s <= p.pooled_best_4_s && p.pooled_best_4_s <= p.pooled_best_2_s);
+        assert!(p.pooled_best_2_s <= p.pooled_s);
+        assert!(p.best_2_thread_s() <= p.total_s);
+        // A pool's node times include waiting: no profile there.
+        let mut e = ring(300, 2_000, 2);
+        e.profile_rounds(true);
+        e.run_until(1_000_000).unwrap();
+        assert!(e.round_profile().is_none());
     }
 
     #[test]

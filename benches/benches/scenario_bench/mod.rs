@@ -6,15 +6,21 @@
 //!
 //! Environment: `KRILL_BENCH_HOURS` replaces the scenario's duration after
 //! warm-up (fractions allowed, e.g. `0.1`); `KRILL_BENCH_THREADS` is a
-//! comma-separated list of thread counts (default `1,2`).
+//! comma-separated list of thread counts (default `1,2`);
+//! `KRILL_BENCH_PROFILE` (any value) makes the one-thread run print where
+//! its time went (see `krill_sim::engine::RoundProfile`).
 
 use std::process::Command;
 use std::time::Instant;
 
 use krill_sim::check::evaluate;
+use krill_sim::engine::RoundProfile;
 use krill_sim::scenario::Scenario;
-use krill_sim::sim::{FirmwareKind, Simulation};
+use krill_sim::sim::{event_class_name, FirmwareKind, Simulation};
 use krill_sim::summary::{RunSummary, Series, SIM_STACK};
+
+/// Set (to anything): the one-thread run also prints a [`RoundProfile`].
+const PROFILE_ENV: &str = "KRILL_BENCH_PROFILE";
 
 /// Set in a child: the thread count it measures.
 const CHILD_ENV: &str = "KRILL_BENCH_CHILD_THREADS";
@@ -66,6 +72,42 @@ fn log_digest(sim: &Simulation) -> String {
     format!("{h:016x}")
 }
 
+/// Where the one-thread run's time went, and what that allows two and
+/// four threads at best with the engine's rounds.
+fn print_profile(label: &str, p: &RoundProfile) {
+    let pct = |s: f64| 100.0 * s / p.total_s.max(1e-9);
+    println!("{label} profile (1 thread, timed: {:.1} s in rounds):", p.total_s);
+    println!(
+        "  poolable rounds {:.1} s ({:.0} %): at best {:.1} s on 2 threads, {:.1} s on 4; their busiest nodes alone {:.1} s",
+        p.pooled_s,
+        pct(p.pooled_s),
+        p.pooled_best_2_s,
+        p.pooled_best_4_s,
+        p.pooled_busiest_s
+    );
+    println!(
+        "  small rounds {:.1} s ({:.0} %), one-node rounds {:.1} s, queue and merge {:.1} s",
+        p.small_s,
+        pct(p.small_s),
+        p.single_node_s,
+        (p.total_s - p.pooled_s - p.small_s - p.single_node_s).max(0.0)
+    );
+    println!(
+        "  best possible on 2 threads with these rounds: {:.1} s = {:.2}x",
+        p.best_2_thread_s(),
+        p.total_s / p.best_2_thread_s().max(1e-9)
+    );
+    for (class, bands) in &p.by_class {
+        let cells: Vec<String> = ["<10 us", "<100 us", "<1 ms", ">=1 ms"]
+            .iter()
+            .zip(bands)
+            .filter(|(_, b)| b.0 > 0)
+            .map(|(name, b)| format!("{name}: {} events {:.1} s", b.0, b.1))
+            .collect();
+        println!("  {}: {}", event_class_name(*class), cells.join(", "));
+    }
+}
+
 /// Runs the measurement for every thread count (parent) or for one (child).
 pub fn main_for(label: &str, scenario: impl FnOnce() -> Scenario) {
     let s = with_hours_override(scenario());
@@ -102,11 +144,14 @@ pub fn main_for(label: &str, scenario: impl FnOnce() -> Scenario) {
 
 fn measure(label: &str, s: Scenario, threads: usize) {
     let seed = s.seeds.first().copied().unwrap_or(1);
+    let name = label.to_string();
     let run = std::thread::Builder::new().stack_size(SIM_STACK).spawn(move || {
         let t0 = Instant::now();
         let mut sim = Simulation::new(&s, seed, FirmwareKind::Core, threads).map_err(|e| e.to_string())?;
         // As `krill check` runs it: no run directory, so no audit events kept.
         sim.keep_audits(&krill_sim::output::AuditLevel::None.into()).expect("no node list");
+        let profile = threads == 1 && std::env::var_os(PROFILE_ENV).is_some();
+        sim.profile_rounds(profile);
         let built = t0.elapsed().as_secs_f64();
         let rss_built = proc_status_kib("VmRSS:");
         let t1 = Instant::now();
@@ -127,6 +172,9 @@ fn measure(label: &str, s: Scenario, threads: usize) {
             if !missed.is_empty() {
                 hash += &format!(", missed: {}", missed.join("; "));
             }
+        }
+        if let Some(p) = sim.round_profile() {
+            print_profile(&name, p);
         }
         let nodes = sim.nodes().len() as f64;
         let sim_s = sim.end_us() as f64 / 1e6;
