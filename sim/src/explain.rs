@@ -300,7 +300,13 @@ fn flicker_sentence(who: &str, whom: &str, moves: &[&AuditRecord]) -> Option<Str
 
 /// Sentences for what `who` decided about `whom`: minor moves summarised,
 /// the strongest trace and every significant move told in full.
-fn monitor_story(who: &str, whom: &str, list: &[&AuditRecord], nodes: &[NodeRow]) -> Vec<String> {
+fn monitor_story(
+    who: &str,
+    whom: &str,
+    list: &[&AuditRecord],
+    answers: &[&AuditRecord],
+    nodes: &[NodeRow],
+) -> Vec<String> {
     let mut out = Vec::new();
     let traces: Vec<&&AuditRecord> = list.iter().filter(|r| r.kind == "trace").collect();
     if let Some(top) = traces.iter().max_by(|a, b| a.sigma.unwrap_or(0.0).total_cmp(&b.sigma.unwrap_or(0.0))) {
@@ -317,7 +323,11 @@ fn monitor_story(who: &str, whom: &str, list: &[&AuditRecord], nodes: &[NodeRow]
     // In time order; runs of NORMAL↔PYREXIA moves become one sentence.
     let mut minor: Vec<&AuditRecord> = Vec::new();
     let mut replies: Vec<&AuditRecord> = Vec::new();
+    let mut opened_s = f64::NEG_INFINITY;
     for r in list.iter().copied().filter(|r| r.kind == "lifecycle") {
+        if r.to.as_deref() == Some("INFLAMMATION") && r.from != r.to {
+            opened_s = r.t_s;
+        }
         if r.what.as_deref() == Some("reply_counted") {
             replies.push(r);
             continue;
@@ -342,12 +352,19 @@ fn monitor_story(who: &str, whom: &str, list: &[&AuditRecord], nodes: &[NodeRow]
             r.to.as_deref().unwrap_or("?"),
             reason(r)
         ));
+        if r.what.as_deref() == Some("vote_decided") {
+            let voters = vote_answers(opened_s, r, r.node, answers);
+            if !voters.is_empty() {
+                let clauses: Vec<String> = voters.iter().map(|a| answer_clause(a, nodes)).collect();
+                out.push(format!("The answers it was sent: {}.", clauses.join("; ")));
+            }
+        }
     }
     out.extend(flicker_sentence(who, whom, &minor));
     if !replies.is_empty() {
         out.push(replies_sentence(who, &replies));
     }
-    for r in list.iter().filter(|r| !matches!(r.kind.as_str(), "trace" | "lifecycle" | "dropped")) {
+    for r in list.iter().filter(|r| !matches!(r.kind.as_str(), "trace" | "lifecycle" | "dropped" | "answered")) {
         out.push(peer_sentence(r, nodes));
     }
     out
@@ -380,7 +397,8 @@ pub fn explain(dir: &Path, node: u32, since_s: f64, limit: usize) -> Result<Stri
 
     // Monitors that escalated come first, in the order they did.
     let mut by_monitor: BTreeMap<u32, Vec<&AuditRecord>> = BTreeMap::new();
-    for r in recs.iter().filter(|r| r.node != node && r.subject == Some(node)) {
+    let answers: Vec<&AuditRecord> = recs.iter().filter(|r| r.kind == "answered" && r.subject == Some(node)).collect();
+    for r in recs.iter().filter(|r| r.node != node && r.subject == Some(node) && r.kind != "answered") {
         by_monitor.entry(r.node).or_default().push(r);
     }
     let mut monitors: Vec<(bool, f64, u32)> = by_monitor
@@ -402,7 +420,7 @@ pub fn explain(dir: &Path, node: u32, since_s: f64, limit: usize) -> Result<Stri
     );
     for (_, _, m) in monitors.iter().take(limit) {
         let who = name(*m, &nodes);
-        for line in monitor_story(&who, &about, &by_monitor[m], &nodes) {
+        for line in monitor_story(&who, &about, &by_monitor[m], &answers, &nodes) {
             let _ = writeln!(o, "  {}", capital(&line));
         }
     }
@@ -428,8 +446,11 @@ pub fn explain(dir: &Path, node: u32, since_s: f64, limit: usize) -> Result<Stri
     let mut by_subject: BTreeMap<String, Vec<&AuditRecord>> = BTreeMap::new();
     let mut drops: BTreeMap<String, u64> = BTreeMap::new();
     let mut others: Vec<&AuditRecord> = Vec::new();
+    let mut answered: BTreeMap<String, u64> = BTreeMap::new();
     for r in mine.iter().copied() {
-        if r.kind == "dropped" {
+        if r.kind == "answered" {
+            *answered.entry(r.what.clone().unwrap_or_default()).or_default() += 1;
+        } else if r.kind == "dropped" {
             *drops.entry(r.what.clone().unwrap_or_default()).or_default() += 1;
         } else if r.subject.is_none() && r.subject_id.is_none() {
             others.push(r);
@@ -446,7 +467,7 @@ pub fn explain(dir: &Path, node: u32, since_s: f64, limit: usize) -> Result<Stri
     subjects.sort_by_key(|(_, v)| !v.iter().any(|r| r.kind == "lifecycle" && rank(r.to.as_deref()) >= 2));
     for (_, list) in subjects.iter().take(limit) {
         let whom = list.first().map_or("?".into(), |r| subject_text(r, &nodes));
-        for line in monitor_story("it", &whom, list, &nodes) {
+        for line in monitor_story("it", &whom, list, &[], &nodes) {
             let _ = writeln!(o, "  {}", capital(&line));
         }
     }
@@ -459,6 +480,11 @@ pub fn explain(dir: &Path, node: u32, since_s: f64, limit: usize) -> Result<Stri
     if others.len() > limit {
         let _ = writeln!(o, "  … and {} more event(s) (raise --limit).", others.len() - limit);
     }
+    if !answered.is_empty() {
+        let total: u64 = answered.values().sum();
+        let parts: Vec<String> = answered.iter().map(|(k, v)| format!("{v} {}", words(k))).collect();
+        let _ = writeln!(o, "  It answered {total} INFLAMMATION_QUERY(s) about other nodes: {}.", parts.join(", "));
+    }
     if !drops.is_empty() {
         let total: u64 = drops.values().sum();
         let parts: Vec<String> = drops.iter().map(|(k, v)| format!("{v} {}", words(k))).collect();
@@ -467,12 +493,50 @@ pub fn explain(dir: &Path, node: u32, since_s: f64, limit: usize) -> Result<Stri
     Ok(o)
 }
 
+/// One responder's answer, as a clause: who, how far, what it said and why.
+fn answer_clause(a: &AuditRecord, nodes: &[NodeRow]) -> String {
+    let unit = a.unit.as_deref().unwrap_or("");
+    let verdict = match a.what.as_deref() {
+        Some("contradicts_suspect") => "contradicted",
+        Some("sees_change") => "saw the same change",
+        Some("abstain") => "abstained",
+        _ => "answered",
+    };
+    let mut why = Vec::new();
+    if let (Some(shift), Some(own)) = (a.shift, a.own_shift) {
+        why.push(format!("suspect moved {shift:+.2} {unit} from its slow average, the responder {own:+.2} {unit}"));
+    } else if a.what.as_deref() != Some("contradicts_suspect") {
+        why.push("no usable history of the suspect".into());
+    }
+    if let Some(c) = a.corroborating.filter(|c| *c > 0) {
+        why.push(format!("{c} device(s) it hears moved that way"));
+    }
+    if a.far == Some(true) {
+        why.push("far from the suspect".into());
+    }
+    let at = a.distance_m.map_or(String::new(), |d| format!(" at {d:.1} m"));
+    let why = if why.is_empty() { String::new() } else { format!(" ({})", why.join("; ")) };
+    format!("{}{at} {verdict}{why}", name(a.node, nodes))
+}
+
+/// The answers `monitor`'s vote, opened at `opened_s` and decided by
+/// `decided`, was built from: those sent to it about the same subject in
+/// between (a reply arrives after its answer was sent, never before).
+fn vote_answers<'a>(
+    opened_s: f64,
+    decided: &AuditRecord,
+    monitor: u32,
+    answers: &[&'a AuditRecord],
+) -> Vec<&'a AuditRecord> {
+    answers.iter().copied().filter(|a| a.peer == Some(monitor) && a.t_s >= opened_s && a.t_s <= decided.t_s).collect()
+}
+
 fn replies_sentence(who: &str, replies: &[&AuditRecord]) -> String {
     let times: Vec<String> = replies.iter().map(|r| format!("{:.0}", r.t_s)).collect();
     let last = replies[replies.len() - 1];
     format!(
         "{who} counted {} INFLAMMATION_REPLY(s) at {} s; the tally then stood at {} contradicting, {} seeing the same \
-         change, {} abstaining, of {} asked (the audit does not name the responders).",
+         change, {} abstaining, of {} asked.",
         replies.len(),
         times.join(", "),
         last.contradicts.unwrap_or(0),
@@ -567,6 +631,52 @@ mod tests {
         let s = reason(&r);
         assert!(s.contains("\"suspect anomalous\" at the vote's timeout"), "{s}");
         assert!(s.contains("3 of 5 asked contradicted") && s.contains("4.3σ"), "{s}");
+    }
+
+    #[test]
+    fn a_decided_vote_names_the_answers_it_was_built_from() {
+        let life = |t_s: f64, from: &str, to: &str, what: &str| AuditRecord {
+            t_s,
+            node: 1,
+            kind: "lifecycle".into(),
+            subject: Some(0),
+            from: Some(from.into()),
+            to: Some(to.into()),
+            what: Some(what.into()),
+            outcome: Some("suspect_anomalous".into()),
+            ..Default::default()
+        };
+        let answer = |t_s: f64, node: u32, what: &str, far: bool| AuditRecord {
+            t_s,
+            node,
+            kind: "answered".into(),
+            subject: Some(0),
+            peer: Some(1),
+            what: Some(what.into()),
+            unit: Some("°C".into()),
+            distance_m: Some(5.5),
+            shift: Some(1.41),
+            own_shift: Some(0.25),
+            corroborating: Some(2),
+            far: Some(far),
+            ..Default::default()
+        };
+        let opened = life(610.0, "NORMAL", "INFLAMMATION", "deviation_band");
+        let decided = life(911.0, "INFLAMMATION", "REJECTION", "vote_decided");
+        let earlier = answer(605.0, 8, "sees_change", false);
+        let (c, a) = (answer(610.2, 7, "contradicts_suspect", false), answer(611.0, 16, "abstain", true));
+        let elsewhere = AuditRecord { peer: Some(3), ..answer(700.0, 9, "contradicts_suspect", false) };
+        let answers = [&earlier, &c, &a, &elsewhere];
+        let story = monitor_story("node 1", "node 0", &[&opened, &decided], &answers, &[]).join("\n");
+        for needle in [
+            "node 7 at 5.5 m contradicted (suspect moved +1.41 °C from its slow average, the responder +0.25 °C; \
+             2 device(s) it hears moved that way)",
+            "node 16 at 5.5 m abstained (",
+            "far from the suspect)",
+        ] {
+            assert!(story.contains(needle), "{needle:?} not in {story}");
+        }
+        assert!(!story.contains("node 8") && !story.contains("node 9"), "{story}");
     }
 
     #[test]

@@ -206,6 +206,21 @@ pub struct AuditRecord {
     /// The count needed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub needed: Option<u32>,
+    /// A vote answer: the suspect's shift from its slow average, physical units.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shift: Option<f64>,
+    /// A vote answer: the responder's own shift from its slow average.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub own_shift: Option<f64>,
+    /// A vote answer: devices the responder hears that moved the suspect's way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub corroborating: Option<u8>,
+    /// A vote answer: devices that read at least as far out as the suspect.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bracketing: Option<u8>,
+    /// A vote answer: the responder counts itself far from the suspect.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub far: Option<bool>,
     /// The whole event, Rust debug text.
     pub event: String,
 }
@@ -317,6 +332,33 @@ impl AuditWriter {
                 r.unit = Some(quantity.scale().unit.to_string());
                 r.actual_diff = Some(value(*quantity, f64::from(*drift_steps)));
                 r.sigma = Some(f64::from(*sigma));
+            }
+            AuditEvent::Answered {
+                querier,
+                suspect,
+                quantity: q,
+                suspect_reading,
+                my_reading,
+                distance_cm,
+                history,
+                verdict,
+            } => {
+                self.subject(&mut r, *suspect);
+                r.peer = self.ids.get(querier).copied();
+                r.what = Some(variant(&format!("{verdict:?}")));
+                r.unit = Some(q.scale().unit.to_string());
+                let theirs = f64::from(q.to_value(*suspect_reading));
+                let mine = my_reading.map(|m| f64::from(q.to_value(m)));
+                r.reading = Some(theirs);
+                r.my_reading = mine;
+                r.distance_m = Some(f64::from(*distance_cm) / 100.0);
+                if let Some(h) = history {
+                    r.shift = Some(theirs - f64::from(h.suspect_mean));
+                    r.own_shift = mine.map(|m| m - f64::from(h.own_mean));
+                    r.corroborating = Some(h.corroborating);
+                    r.bracketing = Some(h.bracketing);
+                    r.far = Some(h.far);
+                }
             }
             AuditEvent::RejectedBy { by } => r.peer = self.ids.get(by).copied(),
             AuditEvent::ProfileMerged { subject, from } => {

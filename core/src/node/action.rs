@@ -356,6 +356,26 @@ pub enum AuditEvent {
         /// The shift, reading steps.
         delta_steps: i32,
     },
+    /// We answered an INFLAMMATION_QUERY: what we told the querier, and
+    /// what we judged it by, so a rejection can be traced to its voters.
+    Answered {
+        /// Who asked.
+        querier: DeviceId,
+        /// The suspect.
+        suspect: DeviceId,
+        /// Quantity of the readings.
+        quantity: QuantityType,
+        /// The suspect's reading the query carried.
+        suspect_reading: Reading,
+        /// Our latest reading of the quantity, if any.
+        my_reading: Option<Reading>,
+        /// Our distance estimate to the suspect, cm.
+        distance_cm: u32,
+        /// What we remembered of the suspect and around us, if enough.
+        history: Option<crate::lifecycle::LocalHistory>,
+        /// The verdict sent.
+        verdict: crate::wire::immune::Verdict,
+    },
     /// The subject's level drifted against ours beyond the floor and the
     /// record was fed a deviation ([`super::RelativeLevel`]).
     RelativeDrift {

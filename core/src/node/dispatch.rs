@@ -704,6 +704,16 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
             time_delta_ms,
             history,
         );
+        out.push(Action::Audit(AuditEvent::Answered {
+            querier: sender,
+            suspect: q.suspect_id,
+            quantity: q.quantity,
+            suspect_reading: q.suspect_reading,
+            my_reading: mine.map(|(r, _)| r),
+            distance_cm: distance.cm,
+            history,
+            verdict,
+        }));
         let reply = InflammationReply {
             suspect_id: q.suspect_id,
             verdict,

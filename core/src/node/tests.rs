@@ -801,3 +801,50 @@ fn a_sync_we_would_not_merge_is_never_charged() {
     let out = deliver(&mut n[1], at(12), &f);
     assert!(out.iter().any(|a| matches!(a, Action::Audit(AuditEvent::ProfileMerged { .. }))), "{out:?}");
 }
+
+/// Every answer to an INFLAMMATION_QUERY is audited with the verdict the
+/// reply carried and what it was judged by, so a rejection can be traced to
+/// its voters; a replayed query, which draws no reply, draws no audit.
+#[test]
+fn each_answer_is_audited_with_the_verdict_it_sent() {
+    use crate::wire::immune::InflammationQueryV2;
+    use crate::wire::FrameRepr;
+    let mut n = mesh_of(3);
+    let (querier, suspect) = (n[0].id(), n[2].id());
+    let q = signed(
+        &n[0],
+        Body::InflammationQuery(crate::wire::InflammationQuery {
+            suspect_id: suspect,
+            quantity: QuantityType::Temperature,
+            suspect_reading: 9000,
+            reporter_reading: 2200,
+            timestamp: 1_700_000_010,
+            v2: Some(InflammationQueryV2 { query_id: 7 }),
+        }),
+    );
+    let out = deliver(&mut n[1], at(10), &q);
+    let sent: Vec<_> = out
+        .iter()
+        .filter_map(|a| match a {
+            Action::Unicast { dest, frame } => match FrameRepr::parse(frame).map(|f| f.body) {
+                Ok(Body::InflammationReply(r)) => Some((*dest, r.suspect_id, r.verdict)),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    let audited: Vec<_> = out
+        .iter()
+        .filter_map(|a| match a {
+            Action::Audit(AuditEvent::Answered { querier, suspect, suspect_reading, verdict, .. }) => {
+                Some((*querier, *suspect, *verdict, *suspect_reading))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(sent.len(), 1, "{out:?}");
+    assert_eq!(audited, [(sent[0].0, sent[0].1, sent[0].2, 9000)]);
+    assert_eq!((audited[0].0, audited[0].1), (querier, suspect));
+    let again = deliver(&mut n[1], at(11), &q);
+    assert!(!again.iter().any(|a| matches!(a, Action::Audit(AuditEvent::Answered { .. }))), "{again:?}");
+}
