@@ -36,9 +36,10 @@ pub fn describe(e: &Expectation) -> String {
         }
         Expectation::NoHonestRejected => "no honest node rejected by an honest monitor".into(),
         Expectation::HonestRejectedAtMost { max } => format!("at most {max} honest nodes rejected by honest monitors"),
-        Expectation::ConsensusError { zone, max, after_s } => format!(
-            "consensus error in {} below {max} from {after_s} s",
-            zone.as_deref().map_or("all zones".to_string(), |z| format!("zone {z}"))
+        Expectation::ConsensusError { zone, max, after_s, until_s } => format!(
+            "consensus error in {} below {max} from {after_s} s{}",
+            zone.as_deref().map_or("all zones".to_string(), |z| format!("zone {z}")),
+            until_s.map_or(String::new(), |u| format!(" to {u} s"))
         ),
         Expectation::HonestDelivery { min } => format!("honest delivery ≥ {:.1} %", min * 100.0),
         Expectation::FollowsEvent { zone, after_s, within_s, min_rise } => {
@@ -89,7 +90,7 @@ fn evaluate_one(e: &Expectation, sim: &Simulation, summary: &RunSummary, series:
             let k = summary.honest_rejected.len();
             result(e, k <= *max as usize, format!("{k}"), format!("≤ {max}"), Some(k as f64))
         }
-        Expectation::ConsensusError { zone, max, after_s } => {
+        Expectation::ConsensusError { zone, max, after_s, until_s } => {
             let name = zone.as_deref().unwrap_or("all");
             let bound = format!("< {max} at every sample");
             let Some(col) = series.zones.iter().position(|z| z == name) else {
@@ -99,7 +100,7 @@ fn evaluate_one(e: &Expectation, sim: &Simulation, summary: &RunSummary, series:
             let mut worst: Option<(f64, f64)> = None;
             let mut missing = 0;
             for (t, row) in series.times_s.iter().zip(&series.error) {
-                if *t < *after_s as f64 {
+                if *t < *after_s as f64 || until_s.is_some_and(|u| *t > u as f64) {
                     continue;
                 }
                 match row.get(col).copied().filter(|v| v.is_finite()) {
@@ -238,7 +239,9 @@ mod tests {
     fn descriptions_carry_the_bounds() {
         let d = describe(&Expectation::Detected { attacker: 24, by_at_least: 3, within_s: 600 });
         assert!(d.contains("24") && d.contains("≥3") && d.contains("600 s"), "{d}");
-        let d = describe(&Expectation::ConsensusError { zone: None, max: 0.5, after_s: 60 });
-        assert!(d.contains("all zones") && d.contains("0.5"), "{d}");
+        let d = describe(&Expectation::ConsensusError { zone: None, max: 0.5, after_s: 60, until_s: None });
+        assert!(d.contains("all zones") && d.contains("0.5") && !d.contains(" to "), "{d}");
+        let d = describe(&Expectation::ConsensusError { zone: None, max: 0.5, after_s: 60, until_s: Some(900) });
+        assert!(d.ends_with("from 60 s to 900 s"), "{d}");
     }
 }

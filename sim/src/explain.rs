@@ -162,14 +162,19 @@ fn reason(r: &AuditRecord) -> String {
         "deviation_recorded" => format!("a deviation of {}σ was recorded", f1(r.sigma)),
         "vote_decided" => format!(
             "its INFLAMMATION vote decided \"{}\"{}: {} of {} asked contradicted the subject, {} saw the same change, \
-             {} abstained; latest deviation {}σ",
+             {} abstained; latest deviation {}σ{}",
             words(r.outcome.as_deref().unwrap_or("?")),
             if r.at_timeout == Some(true) { " at the vote's timeout" } else { " at quorum" },
             r.contradicts.unwrap_or(0),
             r.asked.unwrap_or(0),
             r.sees_change.unwrap_or(0),
             r.abstains.unwrap_or(0),
-            f1(r.sigma)
+            f1(r.sigma),
+            if r.outcome.as_deref() == Some("outgrown") {
+                " (the subject had moved on from the reading the answers judged, so it will be asked again)"
+            } else {
+                ""
+            }
         ),
         "reply_counted" => format!(
             "a reply was counted (so far {} contradicted, {} saw the change, {} abstained, of {} asked)",
@@ -630,7 +635,9 @@ mod tests {
         };
         let s = reason(&r);
         assert!(s.contains("\"suspect anomalous\" at the vote's timeout"), "{s}");
-        assert!(s.contains("3 of 5 asked contradicted") && s.contains("4.3σ"), "{s}");
+        assert!(s.contains("3 of 5 asked contradicted") && s.contains("4.3σ") && !s.contains("asked again"), "{s}");
+        let s = reason(&AuditRecord { outcome: Some("outgrown".into()), ..r });
+        assert!(s.contains("\"outgrown\"") && s.contains("asked again"), "{s}");
     }
 
     #[test]

@@ -199,7 +199,7 @@ fn main() -> ExitCode {
         Cmd::Report { paths, out, html } => cmd_report(&paths, out, html),
         Cmd::Explain { run, node, since, limit } => match explain::explain(&run, node, since, limit) {
             Ok(text) => {
-                print!("{text}");
+                to_stdout(&text);
                 ExitCode::SUCCESS
             }
             Err(e) => fail("explain", e),
@@ -210,6 +210,18 @@ fn main() -> ExitCode {
 
 /// Exit code for input that is not a valid frame or description.
 const EXIT_BAD_INPUT: u8 = 2;
+
+/// Writes `text` to stdout. A reader that went away (`krill explain … |
+/// head`) ends the output quietly instead of panicking.
+fn to_stdout(text: &str) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            eprintln!("krill: cannot write to stdout: {e}");
+        }
+    }
+}
 
 fn fail(cmd: &str, e: impl std::fmt::Display) -> ExitCode {
     eprintln!("krill {cmd}: {e}");
@@ -236,8 +248,8 @@ fn run_decode(hex: &[String], kind: Kind) -> ExitCode {
     let decoded =
         codec::parse_hex(&text).and_then(|b| codec::decode(&b, kind)).and_then(|d| Ok((codec::render(&d)?, d)));
     match decoded {
-        Ok((out, d)) => {
-            print!("{out}");
+        Ok((text_out, d)) => {
+            to_stdout(&text_out);
             match d.error {
                 Some(e) => fail("decode", e),
                 None => ExitCode::SUCCESS,
@@ -464,7 +476,7 @@ fn execute(
         Some(Err(e)) => return fail("run", e),
         None => return fail("run", "the simulation thread failed"),
     };
-    print!("{table}");
+    to_stdout(&table);
     match expected {
         None => ExitCode::SUCCESS,
         Some(want) if want == hash => {
@@ -547,7 +559,7 @@ fn cmd_check(paths: &[PathBuf], jobs: Option<usize>, firmware: FirmwareKind) -> 
         Err(e) => return fail("check", e),
     }
     let missed = rows.iter().filter(|r| !r.result.pass).count();
-    print!("{}", check::table(&rows, false));
+    to_stdout(&check::table(&rows, false));
     println!(
         "check: {} run(s) of {} scenario(s), {} expectation(s), {missed} missed",
         runs.len(),
@@ -558,7 +570,7 @@ fn cmd_check(paths: &[PathBuf], jobs: Option<usize>, firmware: FirmwareKind) -> 
         ExitCode::SUCCESS
     } else {
         println!("\nmissed:");
-        print!("{}", check::table(&rows, true));
+        to_stdout(&check::table(&rows, true));
         ExitCode::FAILURE
     }
 }
@@ -638,11 +650,11 @@ fn cmd_sweep(
             if let Err(e) = std::fs::write(&file, lines) {
                 return fail("sweep", format!("{}: {e}", file.display()));
             }
-            print!("{table}");
+            to_stdout(&table);
             println!("sweep: {} run(s) written to {}", tasks.len(), file.display());
         }
         None => {
-            print!("{lines}");
+            to_stdout(&lines);
             eprint!("{table}");
         }
     }
@@ -658,7 +670,7 @@ fn cmd_report(paths: &[PathBuf], out: Option<PathBuf>, html: Option<PathBuf>) ->
         return fail("report", "no sweep records found");
     }
     let points = sweep::points(&records);
-    print!("{}", sweep::table(&points));
+    to_stdout(&sweep::table(&points));
     if let Some(f) = out {
         let lines: String = records.iter().map(|r| r.to_line() + "\n").collect();
         if let Err(e) = std::fs::write(&f, lines) {

@@ -682,7 +682,7 @@ pub enum Expectation {
         max: u32,
     },
     /// Mean |consensus − truth| over honest nodes in `zone` (all if
-    /// `None`) stays below `max` from `after_s` on.
+    /// `None`) stays below `max` from `after_s` on, up to `until_s` if set.
     ConsensusError {
         /// Zone name.
         #[serde(default)]
@@ -692,6 +692,9 @@ pub enum Expectation {
         /// Ignore the first seconds.
         #[serde(default)]
         after_s: u64,
+        /// Ignore the samples after this scenario time, s.
+        #[serde(default)]
+        until_s: Option<u64>,
     },
     /// Fraction of honest broadcasts' deliveries to in-range nodes that
     /// were handled (not dropped) is at least `min`.
@@ -966,6 +969,12 @@ impl Scenario {
                 {
                     return Err(format!("an expectation names zone `{z}`: add it to `world.zones`"));
                 }
+                Expectation::ConsensusError { after_s, until_s: Some(until), .. } if until <= after_s => {
+                    return Err(format!(
+                        "a ConsensusError window ends at {until} s, not after its start at {after_s} s: \
+                         raise `until_s` or lower `after_s`"
+                    ));
+                }
                 Expectation::HonestDelivery { min } if !(0.0..=1.0).contains(min) => {
                     return Err("HonestDelivery `min` must be in 0..=1".into());
                 }
@@ -1026,6 +1035,12 @@ mod tests {
             MINI.replace("nodes:", "attacks: [(node: 9, start_s: 0, kind: Spike(offset: 5))],\n        nodes:");
         let e = Scenario::parse(&attack, "a.ron").unwrap_err().to_string();
         assert!(e.contains("node 9") && e.contains("0..3"), "{e}");
+        let window =
+            |w: &str| MINI.replace("nodes:", &format!("expect: [ConsensusError(max: 1.0, {w})],\n        nodes:"));
+        let e = Scenario::parse(&window("after_s: 600, until_s: Some(600)"), "w.ron").unwrap_err().to_string();
+        assert!(e.contains("until_s") && e.contains("600 s"), "{e}");
+        assert!(Scenario::parse(&window("after_s: 600, until_s: Some(601)"), "w.ron").is_ok());
+        assert!(Scenario::parse(&window("after_s: 600"), "w.ron").is_ok(), "the window's end is optional");
     }
 
     #[test]

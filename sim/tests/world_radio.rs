@@ -385,7 +385,7 @@ fn quiet_hall_control_rejects_no_honest_node() {
     s.world.fields.iter_mut().for_each(|f| f.events.clear());
     s.expect = vec![
         Expectation::NoHonestRejected,
-        Expectation::ConsensusError { zone: Some("fire_corner".into()), max: 1.0, after_s: 0 },
+        Expectation::ConsensusError { zone: Some("fire_corner".into()), max: 1.0, after_s: 0, until_s: None },
     ];
     let j = run_scenario_and_judge(s, "quiet hall (fire.ron without its fire)", 2);
     assert!(all_met(&j));

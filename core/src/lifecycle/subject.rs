@@ -443,11 +443,28 @@ impl<const R: usize> SubjectRecord<R> {
                 self.reject(RejectionReason::InflammationVote, q.query_id, now_ms, cluster, step);
             }
             VoteOutcome::SuspectAnomalous => self.enter_pyrexia(now_ms, step),
+            VoteOutcome::Outgrown => self.enter_pyrexia(now_ms, step),
             VoteOutcome::Inconclusive => {
                 self.boundary.observe(q.suspect_reading, q.my_reading, 0, now_ms);
                 self.enter_pyrexia(now_ms, step);
             }
         }
+    }
+
+    /// True when the suspect moved on from the reading the open vote asked
+    /// about: its latest reading is further from it than
+    /// [`MIN_UNEXPLAINED_STEPS`](super::MIN_UNEXPLAINED_STEPS) and deviates
+    /// more than twice as much, or it moved on the way it differed from
+    /// ours by more than that difference. The answers then judged a
+    /// reading that is gone.
+    fn outgrown(&self) -> bool {
+        let (Some(q), Some(last)) = (self.query.as_ref(), self.last_sample) else {
+            return false;
+        };
+        let asked = i32::from(q.suspect_reading) - i32::from(q.my_reading);
+        let since = i32::from(last.suspect_reading) - i32::from(q.suspect_reading);
+        let grew = last.sigma > 2.0 * q.sigma && since.unsigned_abs() as f32 >= super::MIN_UNEXPLAINED_STEPS;
+        last.quantity == q.quantity && (grew || (asked != 0 && since * asked.signum() > asked.abs()))
     }
 
     /// Moves into REJECTION if the epoch's cap allows; otherwise the record
@@ -508,6 +525,10 @@ impl<const R: usize> SubjectRecord<R> {
                         .as_ref()
                         .and_then(|q| q.tally.outcome(true, self.timers.min_voters))
                         .unwrap_or(VoteOutcome::Inconclusive);
+                    let outcome = match outcome {
+                        VoteOutcome::SuspectAnomalous if self.outgrown() => VoteOutcome::Outgrown,
+                        o => o,
+                    };
                     self.decide(outcome, true, now_ms, cluster, step);
                 }
             }

@@ -850,3 +850,43 @@ proptest! {
         }
     }
 }
+
+/// A vote that would call the suspect anomalous at its timeout, after the
+/// suspect moved on from the asked reading by more than the question's
+/// difference, or by a real amount while its deviation more than doubled,
+/// is outgrown: PYREXIA and a new vote, not REJECTION on stale answers. A
+/// suspect that stays where it was asked about is rejected as before.
+#[test]
+fn a_vote_the_suspect_moved_on_from_is_asked_again() {
+    let at = |sigma, suspect_reading| {
+        SubjectEvent::Deviation(DeviationSample {
+            sigma,
+            quantity: QuantityType::Temperature,
+            suspect_reading,
+            my_reading: 2200,
+        })
+    };
+    let decided = |later: SubjectEvent| {
+        let mut c = Cluster::new(10, 8, 1);
+        let mut r = normal(0);
+        let _ = r.handle(at(3.5, 2340), 0, &mut c);
+        let q = query_id(&r);
+        for k in 1..=3 {
+            let _ = r.handle(reply(k, Verdict::ContradictsSuspect, q), k as u64, &mut c);
+        }
+        let _ = r.handle(later, 200_000, &mut c);
+        let s = r.handle(SubjectEvent::Tick, 301_000, &mut c);
+        match s.audit.reason {
+            Reason::VoteDecided { outcome, at_timeout: true, .. } => (outcome, r.state()),
+            ref other => panic!("{other:?}"),
+        }
+    };
+    // Asked at +1.4 °C over us; it now reads +31 °C over us (a fire's seat).
+    assert_eq!(decided(at(210.0, 5300)), (VoteOutcome::Outgrown, SubjectState::Pyrexia));
+    // Its deviation grew from 3.5σ to 9σ and it moved 0.6 °C the other way.
+    assert_eq!(decided(at(9.0, 2280)), (VoteOutcome::Outgrown, SubjectState::Pyrexia));
+    // Still where it was asked about (a spiker): rejected.
+    assert_eq!(decided(at(4.0, 2345)), (VoteOutcome::SuspectAnomalous, SubjectState::Rejection));
+    // Deviating more, but it barely moved (its profile tightened): rejected.
+    assert_eq!(decided(at(9.0, 2360)), (VoteOutcome::SuspectAnomalous, SubjectState::Rejection));
+}

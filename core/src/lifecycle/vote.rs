@@ -51,13 +51,14 @@ impl Tally {
     /// the vote inconclusive instead of rejecting an honest device.
     pub fn outcome(&self, final_: bool, min_voters: u8) -> Option<VoteOutcome> {
         let (s, c, e) = (self.sees_change as u16, self.contradicts as u16, self.expected as u16);
+        let a = self.abstains as u16;
         let min = min_voters as u16;
         let margin = ANOMALY_MARGIN as u16;
         if !final_ && self.responded() < self.expected {
             let unanswered = e.saturating_sub(self.responded() as u16);
             return if s * 2 > e && s >= min {
                 Some(VoteOutcome::EnvironmentChanged)
-            } else if c > margin * (s + unanswered) && c >= min {
+            } else if c > margin * (s + unanswered) && c > a && c >= min {
                 Some(VoteOutcome::SuspectAnomalous)
             } else {
                 None
@@ -90,6 +91,12 @@ pub enum VoteOutcome {
     SuspectAnomalous,
     /// Tie or too few voters: PYREXIA and boundary learning (ES-7.6).
     Inconclusive,
+    /// The vote would call the suspect anomalous at its timeout, but the
+    /// suspect moved on the way it was asked about by more than the
+    /// question's difference while the vote ran: the answers judged a
+    /// reading that is gone (a fire's seat five minutes on). PYREXIA, and
+    /// a new vote on the current reading.
+    Outgrown,
 }
 
 /// Why a reply was not counted.
@@ -127,6 +134,8 @@ pub struct ActiveQuery<const R: usize = MAX_NEIGHBORS> {
     pub suspect_reading: Reading,
     /// Our reading at the time.
     pub my_reading: Reading,
+    /// The deviation, σ, that raised the query.
+    pub sigma: f32,
     /// When the query went out, monotonic ms.
     pub started_ms: u64,
     /// Counts so far.
@@ -143,6 +152,7 @@ impl<const R: usize> ActiveQuery<R> {
             quantity: sample.quantity,
             suspect_reading: sample.suspect_reading,
             my_reading: sample.my_reading,
+            sigma: sample.sigma,
             started_ms,
             tally: Tally { expected, ..Tally::default() },
             responders: heapless::Vec::new(),
@@ -234,6 +244,11 @@ pub struct LocalHistory {
     /// The responder's own NK audit of the suspect finds its level drifted
     /// from its baseline the way of the shift.
     pub drifted: bool,
+    /// The devices the responder hears, placed by the deployment manifest,
+    /// describe a field that peaks at the suspect and reaches half its
+    /// shift there (the node's `field_peaks_at`): a local event centred on
+    /// it, such as the seat of a fire, not a lie.
+    pub peaked: bool,
     /// True when the responder is more than [`FAR_RESPONDER_CM`] from the
     /// suspect, or at the edge of its radio range (see the node's rule).
     pub far: bool,
@@ -306,12 +321,18 @@ pub fn evaluate_inflammation_with_history(
     history: Option<LocalHistory>,
 ) -> Verdict {
     let physics = evaluate_inflammation_locally(my_reading, suspect_reading, quantity, distance_cm, time_delta_ms);
+    let usable =
+        history.filter(|h| h.suspect_mean.is_finite() && h.suspect_sigma.is_finite() && h.own_mean.is_finite());
+    if let (Verdict::ContradictsSuspect, Some(mine), Some(h)) = (physics, my_reading, usable) {
+        if !h.relative_drift && partway_to_us(quantity.to_value(suspect_reading), quantity.to_value(mine), &h, quantity)
+        {
+            return Verdict::Abstain;
+        }
+    }
     let (Verdict::SeesChange, Some(mine)) = (physics, my_reading) else {
         return physics;
     };
-    let Some(h) =
-        history.filter(|h| h.suspect_mean.is_finite() && h.suspect_sigma.is_finite() && h.own_mean.is_finite())
-    else {
+    let Some(h) = usable else {
         return Verdict::Abstain;
     };
     if h.relative_drift {
@@ -328,13 +349,28 @@ pub fn evaluate_inflammation_with_history(
         .max(MIN_UNEXPLAINED_STEPS * step)
         .max(gradient)
         .max(0.5 * libm::fabsf(shift));
-    if unexplained < floor || h.corroborating >= MIN_CORROBORATING || h.bracketing >= MIN_CORROBORATING {
+    if unexplained < floor || h.corroborating >= MIN_CORROBORATING || h.bracketing >= MIN_CORROBORATING || h.peaked {
         Verdict::SeesChange
     } else if h.far {
         Verdict::Abstain
     } else {
         Verdict::ContradictsSuspect
     }
+}
+
+/// True when the suspect, at `theirs`, moved from its recent level our way
+/// (the way we moved from ours) by a real amount ([`MIN_UNEXPLAINED_STEPS`]
+/// and 2σ of the suspect) but no further than we did: its reading lies
+/// between where it was and where we now are. A physical inconsistency
+/// between us is then as much our own move as its (next to a fire's seat,
+/// the air can cool by tens of degrees within metres, beyond ES-4.1's
+/// gradient), so we abstain instead of contradicting it.
+fn partway_to_us(theirs: f32, mine: f32, h: &LocalHistory, quantity: QuantityType) -> bool {
+    let shift = theirs - h.suspect_mean;
+    let own_shift = mine - h.own_mean;
+    let real = (MIN_UNEXPLAINED_STEPS * quantity.scale().unit_per_step)
+        .max(crate::types::sigma_tenths(crate::types::SIGMA_INFLAMMATION) * h.suspect_sigma);
+    shift * own_shift > 0.0 && libm::fabsf(shift) >= real && libm::fabsf(shift) <= libm::fabsf(own_shift)
 }
 
 /// Where a consistency verdict goes (ES-10.3 `handle_consistency_result`).
@@ -390,9 +426,54 @@ mod tests {
             corroborating: 0,
             bracketing: 0,
             drifted: false,
+            peaked: false,
             far: false,
             relative_drift: false,
         })
+    }
+
+    #[test]
+    fn an_early_anomalous_call_needs_more_contradictions_than_abstentions() {
+        // The fire seat's first vote: 3 contradict, 8 cannot judge, 1 to come.
+        let thin = Tally { sees_change: 0, contradicts: 3, abstains: 8, expected: 12 };
+        assert_eq!(thin.outcome(false, 2), None, "the timeout decides, on the answers it has by then");
+        assert_eq!(thin.outcome(true, 2), Some(VoteOutcome::SuspectAnomalous));
+        let clear = Tally { sees_change: 0, contradicts: 5, abstains: 2, expected: 8 };
+        assert_eq!(clear.outcome(false, 2), Some(VoteOutcome::SuspectAnomalous));
+    }
+
+    #[test]
+    fn a_suspect_partway_to_our_own_move_is_not_contradicted() {
+        // Next to a fire's seat we rose 45 °C; the suspect 3.9 m away rose
+        // 15 °C. ES-4.1 alone finds 30 °C over 3.9 m impossible.
+        let h = hist(22.0, 22.0);
+        assert_eq!(evaluate_inflammation_locally(Some(6700), 3700, TEMP, 390, 0), Verdict::ContradictsSuspect);
+        assert_eq!(evaluate_inflammation_with_history(Some(6700), 3700, TEMP, 390, 0, h), Verdict::Abstain);
+        // One that stayed where it was while we rose (a suppressed alarm).
+        assert_eq!(evaluate_inflammation_with_history(Some(6700), 2220, TEMP, 390, 0, h), Verdict::ContradictsSuspect);
+        // One that rose beyond us.
+        assert_eq!(evaluate_inflammation_with_history(Some(3700), 6700, TEMP, 390, 0, h), Verdict::ContradictsSuspect);
+        // One that went the other way.
+        assert_eq!(evaluate_inflammation_with_history(Some(6700), 1500, TEMP, 390, 0, h), Verdict::ContradictsSuspect);
+        let drift = Some(LocalHistory { relative_drift: true, ..h.unwrap() });
+        assert_eq!(
+            evaluate_inflammation_with_history(Some(6700), 3700, TEMP, 390, 0, drift),
+            Verdict::ContradictsSuspect
+        );
+    }
+
+    #[test]
+    fn a_field_that_explains_the_shift_is_seen() {
+        // We rose 0.3 °C, the suspect 5 °C: alone, a contradiction.
+        let h = hist(22.0, 22.0);
+        assert_eq!(evaluate_inflammation_with_history(Some(2230), 2700, TEMP, 700, 0, h), Verdict::ContradictsSuspect);
+        let peaked = Some(LocalHistory { peaked: true, ..h.unwrap() });
+        assert_eq!(evaluate_inflammation_with_history(Some(2230), 2700, TEMP, 700, 0, peaked), Verdict::SeesChange);
+        // Physics still wins.
+        assert_eq!(
+            evaluate_inflammation_with_history(Some(2230), 9000, TEMP, 100, 0, peaked),
+            Verdict::ContradictsSuspect
+        );
     }
 
     #[test]
@@ -496,6 +577,7 @@ mod tests {
             corroborating: 0,
             bracketing: 0,
             drifted: false,
+            peaked: false,
             far: false,
             relative_drift: false,
         });
@@ -647,6 +729,7 @@ mod tests {
                 Some(VoteOutcome::EnvironmentChanged) => prop_assert!(s > c && s + c >= min),
                 Some(VoteOutcome::SuspectAnomalous) => prop_assert!(c > 2 * s && s + c >= min),
                 Some(VoteOutcome::Inconclusive) => prop_assert!((s <= c && c <= 2 * s) || s + c < min.max(1)),
+                Some(VoteOutcome::Outgrown) => prop_assert!(false, "only a record finds a vote outgrown"),
                 None => prop_assert!(false, "a final tally always decides"),
             }
         }

@@ -615,6 +615,7 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
         let level = quantity.to_value(suspect_reading);
         let own_beyond = own_latest.is_some_and(|v| reads_beyond(level, shift, v, quantity));
         let beyond = self.bracketing(suspect, quantity, level, shift, now_ms);
+        let peaked = self.field_explains(suspect, quantity, shift, own_latest.map(|v| v - own.mean), now_ms);
         Some(lifecycle::LocalHistory {
             suspect_mean: theirs.mean,
             suspect_sigma: libm::sqrtf(p.value_var.max(0.0)),
@@ -622,6 +623,7 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
             corroborating: others.saturating_add(u8::from(own_moved)),
             bracketing: beyond.saturating_add(u8::from(own_beyond)),
             drifted: drifted_with(suspect, s, quantity, shift),
+            peaked,
             relative_drift: self
                 .subject_index(suspect)
                 .and_then(|i| self.relative_drift(i))
@@ -642,7 +644,7 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
     fn corroborating(&self, suspect: DeviceId, quantity: QuantityType, shift: f32, now_ms: u64) -> u8 {
         let n = self
             .witnesses(suspect, quantity, now_ms)
-            .filter_map(|(s, value)| Some(value - s.trend.filter(|t| t.quantity == quantity)?.mean))
+            .filter_map(|(_, s, value)| Some(value - s.trend.filter(|t| t.quantity == quantity)?.mean))
             .filter(|x| moved_with(shift, *x, quantity))
             .count();
         n.min(u8::MAX as usize) as u8
@@ -656,17 +658,72 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
         suspect: DeviceId,
         quantity: QuantityType,
         now_ms: u64,
-    ) -> impl Iterator<Item = (&super::Subject<N>, f32)> + '_ {
+    ) -> impl Iterator<Item = (DeviceId, &super::Subject<N>, f32)> + '_ {
         use lifecycle::SubjectState as St;
         self.subjects
             .iter()
             .filter(move |(id, s)| {
                 *id != suspect && !s.isolated && matches!(s.record.state(), St::Normal | St::Pyrexia | St::Inflammation)
             })
-            .filter_map(move |(_, s)| {
+            .filter_map(move |(id, s)| {
                 let o = s.last_obs.filter(|o| o.quantity == quantity)?;
-                (now_ms.saturating_sub(o.rx_ms) <= CORROBORATION_WINDOW_MS).then_some((s, quantity.to_value(o.reading)))
+                (now_ms.saturating_sub(o.rx_ms) <= CORROBORATION_WINDOW_MS).then_some((
+                    *id,
+                    s,
+                    quantity.to_value(o.reading),
+                ))
             })
+    }
+
+    /// Whether the devices we hear, placed by the deployment manifest
+    /// (ES-11.3), describe a field that explains `suspect`'s shift: at
+    /// least [`lifecycle::MIN_CORROBORATING`] of them (we count too, with
+    /// our `own_shift`) within [`lifecycle::FAR_RESPONDER_CM`] of it moved
+    /// its way beyond [`lifecycle::MIN_UNEXPLAINED_STEPS`], and either a
+    /// plane through their shifts (a slope: the suspect between a fire and
+    /// the cold side) or a line of their shifts against distance that falls
+    /// away from the suspect (a peak: the seat of a fire) reaches at least
+    /// half the suspect's shift at its spot. A lie on top of a zone's
+    /// uniform change (an HVAC step) is neither: both stay at the zone's
+    /// level. A colluding group smaller than the count moves too few
+    /// devices.
+    pub(super) fn field_explains(
+        &self,
+        suspect: DeviceId,
+        quantity: QuantityType,
+        shift: f32,
+        own_shift: Option<f32>,
+        now_ms: u64,
+    ) -> bool {
+        use crate::distance::{find_entry, position_distance_cm};
+        let manifest = &self.cfg.manifest;
+        let Some(at) = find_entry(manifest, &suspect).map(|e| e.position_cm) else {
+            return false;
+        };
+        let floor = lifecycle::MIN_UNEXPLAINED_STEPS * quantity.scale().unit_per_step;
+        let sign = libm::copysignf(1.0, shift);
+        let mut fit = FieldFit::default();
+        let mut add = |id: &DeviceId, x: f32| {
+            let Some(e) = find_entry(manifest, id) else {
+                return;
+            };
+            let d_cm = position_distance_cm(e.position_cm, at);
+            if d_cm <= lifecycle::FAR_RESPONDER_CM && x.is_finite() {
+                let metres = |k: usize| (e.position_cm[k] as f64 - at[k] as f64) / 100.0;
+                fit.add(metres(0), metres(1), f64::from(d_cm) / 100.0, f64::from(sign * x), f64::from(floor));
+            }
+        };
+        if let Some(x) = own_shift {
+            add(&self.id, x);
+        }
+        for (id, s, value) in self.witnesses(suspect, quantity, now_ms) {
+            if let Some(t) = s.trend.filter(|t| t.quantity == quantity) {
+                add(&id, value - t.mean);
+            }
+        }
+        let s = f64::from(libm::fabsf(shift));
+        fit.moved >= u16::from(lifecycle::MIN_CORROBORATING)
+            && (fit.peak().is_some_and(|y| y >= PEAK_SHARE * s) || fit.plane().is_some_and(|y| y >= PLANE_SHARE * s))
     }
 
     /// Subjects other than `suspect`, in the standing and recency of
@@ -674,8 +731,10 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
     /// least as far out as the suspect's `level` in the direction of its
     /// `shift` ([`reads_beyond`]).
     fn bracketing(&self, suspect: DeviceId, quantity: QuantityType, level: f32, shift: f32, now_ms: u64) -> u8 {
-        let n =
-            self.witnesses(suspect, quantity, now_ms).filter(|(_, v)| reads_beyond(level, shift, *v, quantity)).count();
+        let n = self
+            .witnesses(suspect, quantity, now_ms)
+            .filter(|(_, _, v)| reads_beyond(level, shift, *v, quantity))
+            .count();
         n.min(u8::MAX as usize) as u8
     }
 
@@ -801,6 +860,88 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
 
 /// How recent a subject's reading must be to corroborate a change, ms.
 const CORROBORATION_WINDOW_MS: u64 = 120_000;
+
+/// Share of the suspect's shift the peak's line must reach at its spot: a
+/// straight line under-reaches a field that falls off exponentially from
+/// its seat, so half.
+const PEAK_SHARE: f64 = 0.5;
+
+/// Share of the suspect's shift the plane must reach at its spot: a plane
+/// interpolates a slope, so the suspect should read about what it says.
+const PLANE_SHARE: f64 = 0.75;
+
+/// Least-squares fits through the devices around a suspect: points at
+/// (east, north) offsets and distance from it, m, with their shift toward
+/// the suspect's way; and how many of the shifts passed the floor.
+#[derive(Default)]
+struct FieldFit {
+    n: u16,
+    moved: u16,
+    /// Sums for the plane w = a + b·u + c·v.
+    su: f64,
+    sv: f64,
+    suu: f64,
+    svv: f64,
+    suv: f64,
+    sw: f64,
+    suw: f64,
+    svw: f64,
+    /// Sums for the line w = a + b·d.
+    sd: f64,
+    sdd: f64,
+    sdw: f64,
+}
+
+impl FieldFit {
+    fn add(&mut self, u: f64, v: f64, d: f64, w: f64, floor: f64) {
+        self.n = self.n.saturating_add(1);
+        self.moved = self.moved.saturating_add(u16::from(w >= floor));
+        self.su += u;
+        self.sv += v;
+        self.suu += u * u;
+        self.svv += v * v;
+        self.suv += u * v;
+        self.sw += w;
+        self.suw += u * w;
+        self.svw += v * w;
+        self.sd += d;
+        self.sdd += d * d;
+        self.sdw += d * w;
+    }
+
+    /// The line against distance at distance 0, if it falls from there to
+    /// [`lifecycle::FAR_RESPONDER_CM`] by at least half its height: a
+    /// peak, not a slope the suspect sits on (devices above it on one side
+    /// and below on the other give a line that barely falls).
+    fn peak(&self) -> Option<f64> {
+        let n = f64::from(self.n);
+        let det = n * self.sdd - self.sd * self.sd;
+        if self.n < 3 || det <= 1e-9 * n * self.sdd {
+            return None;
+        }
+        let slope = (n * self.sdw - self.sd * self.sw) / det;
+        let top = (self.sw - slope * self.sd) / n;
+        let radius = f64::from(lifecycle::FAR_RESPONDER_CM) / 100.0;
+        (top > 0.0 && -slope * radius >= 0.5 * top).then_some(top)
+    }
+
+    /// The plane at the suspect's spot (offset 0, 0), if the points span one.
+    fn plane(&self) -> Option<f64> {
+        let n = f64::from(self.n);
+        let det3 = |m: [[f64; 3]; 3]| {
+            m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1]) - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
+                + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0])
+        };
+        let a = [[n, self.su, self.sv], [self.su, self.suu, self.suv], [self.sv, self.suv, self.svv]];
+        let det = det3(a);
+        let scale = n * self.suu.max(1.0) * self.svv.max(1.0);
+        if self.n < 4 || det.abs() <= 1e-9 * scale {
+            return None;
+        }
+        let with_w = [[self.sw, self.su, self.sv], [self.suw, self.suu, self.suv], [self.svw, self.suv, self.svv]];
+        Some(det3(with_w) / det)
+    }
+}
 
 /// Smallest shift, in reading steps, that counts as a device having moved
 /// (0.25 °C: five times the noise of one reading against a slow average).

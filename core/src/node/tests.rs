@@ -848,3 +848,74 @@ fn each_answer_is_audited_with_the_verdict_it_sent() {
     let again = deliver(&mut n[1], at(11), &q);
     assert!(!again.iter().any(|a| matches!(a, Action::Audit(AuditEvent::Answered { .. }))), "{again:?}");
 }
+
+/// A monitor that, by its deployment manifest, places itself at `me`, a
+/// suspect at (0, 0) and one subject in good standing at each of
+/// `witnesses` (m), heard at 100 s with its reading `shift` °C above its
+/// slow average.
+fn placed_monitor(me: (i32, i32), witnesses: &[((i32, i32), f32)]) -> (Node<M, 16, 64, 8, 32>, DeviceId) {
+    use crate::distance::DeploymentEntry;
+    let auth = ModeledAuthority::new(&[3; 32]);
+    let seed = Identity::from_seed(&Seed([1; 32]));
+    let mut n: Node<M, 16, 64, 8, 32> = Node::new(NodeConfig::default(), auth.crypto_for(&seed), at(0), 0);
+    let place = |id: DeviceId, (x, y): (i32, i32)| DeploymentEntry {
+        device_id: id,
+        position_cm: [x * 100, y * 100, 0],
+        floor: 0,
+        zone: 0,
+    };
+    let suspect = DeviceId([9; 8]);
+    n.cfg.manifest.push(place(n.id(), me)).unwrap();
+    n.cfg.manifest.push(place(suspect, (0, 0))).unwrap();
+    for (k, (pos, shift)) in witnesses.iter().enumerate() {
+        let id = DeviceId([k as u8 + 10; 8]);
+        n.cfg.manifest.push(place(id, *pos)).unwrap();
+        let i = n.subject_slot(id, crate::profile::SubjectKind::Nano, at(1)).unwrap();
+        n.feed_subject(i, lifecycle::SubjectEvent::ProfileFrozen, at(2), &mut |_| {});
+        let s = &mut n.subjects[i].1;
+        s.trend = Some(SlowTrend { quantity: QuantityType::Temperature, mean: 22.0, last_ms: 100_000 });
+        s.last_obs = Some(Observation {
+            reading: QuantityType::Temperature.to_reading(22.0 + shift),
+            quantity: QuantityType::Temperature,
+            timestamp: 1_700_000_100,
+            rx_ms: 100_000,
+        });
+    }
+    (n, suspect)
+}
+
+/// The devices around a suspect, placed by the manifest, explain its shift
+/// when they form a slope through it or a peak at it, never when they sit
+/// on a uniform level below it or when fewer than MIN_CORROBORATING moved.
+#[test]
+fn a_placed_field_explains_a_slope_or_a_peak_not_a_plateau() {
+    let t = QuantityType::Temperature;
+    let ring = |r: i32| [(r, 0), (-r, 0), (0, r), (0, -r)];
+    let diagonal = |r: i32| [(r, r), (-r, r), (r, -r), (-r, -r)];
+    // A slope rising 0.8 °C/m westward, 8 °C at the suspect.
+    let slope: Vec<_> = ring(7).into_iter().chain(diagonal(7)).map(|(x, y)| ((x, y), 8.0 - 0.8 * x as f32)).collect();
+    let (n, suspect) = placed_monitor((7, 0), &slope[1..]);
+    assert!(n.field_explains(suspect, t, 8.0, Some(2.4), 100_000));
+    assert!(!n.field_explains(suspect, t, 16.0, Some(2.4), 100_000), "twice what the slope gives there");
+    // The seat of a fire: 12 °C at 7 m, 6 °C at 9.9 m, 2.1 °C at 14 m.
+    let mut seat: Vec<_> = ring(7).into_iter().map(|p| (p, 12.0)).collect();
+    seat.extend(diagonal(7).into_iter().map(|p| (p, 6.0)));
+    seat.extend(ring(14).into_iter().map(|p| (p, 2.1)));
+    let (n, suspect) = placed_monitor((7, 0), &seat[1..]);
+    assert!(n.field_explains(suspect, t, 30.0, Some(12.0), 100_000));
+    assert!(!n.field_explains(suspect, t, 60.0, Some(12.0), 100_000));
+    // A zone that warmed 3 °C and a suspect claiming 7: a plateau.
+    let plateau: Vec<_> = ring(7).into_iter().chain(diagonal(7)).chain(ring(14)).map(|p| (p, 3.0)).collect();
+    let (n, suspect) = placed_monitor((7, 0), &plateau[1..]);
+    assert!(n.field_explains(suspect, t, 3.5, Some(3.0), 100_000), "the zone's own level");
+    assert!(!n.field_explains(suspect, t, 7.0, Some(3.0), 100_000));
+    // Three accomplices at +4 around it, everyone else still.
+    let mut group: Vec<_> = [(7, 0), (-7, 0), (0, 7)].into_iter().map(|p| (p, 4.0)).collect();
+    group.extend(diagonal(7).into_iter().chain(ring(14)).map(|p| (p, 0.0)));
+    let (n, suspect) = placed_monitor((0, -7), &group);
+    assert!(!n.field_explains(suspect, t, 4.0, Some(0.0), 100_000));
+    // Nobody placed: nothing to fit.
+    let (mut n, suspect) = placed_monitor((7, 0), &slope[1..]);
+    n.cfg.manifest.clear();
+    assert!(!n.field_explains(suspect, t, 8.0, Some(2.4), 100_000));
+}
