@@ -392,7 +392,6 @@ impl AuditWriter {
                 r.count = Some(u32::from(*alerters));
                 r.needed = Some(u32::from(*severity));
             }
-            PeerEvent::Stale { from, .. } => r.peer = who(from),
             PeerEvent::Retracted { issuer, .. } => r.peer = who(issuer),
             PeerEvent::NkAnswered { to, subject, drift_sigma, .. } => {
                 r.peer = who(to);

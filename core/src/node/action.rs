@@ -502,14 +502,6 @@ pub enum PeerEvent {
         /// Our own record of the suspect, if we monitor it.
         our_view: Option<crate::lifecycle::SubjectState>,
     },
-    /// A CONSISTENCY_ALERT, REJECTION_NOTICE or NK frame was outside the
-    /// freshness window (these carry no sequence number, SPEC-NOTES 33).
-    Stale {
-        /// The sender.
-        from: DeviceId,
-        /// The message-type byte.
-        msg_type: u8,
-    },
     /// A DATA_RETRACTION withdrew the issuer's own entries.
     Retracted {
         /// The issuer (only its own data is touched).

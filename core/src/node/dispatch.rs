@@ -82,9 +82,10 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
                 return self.drop_frame(sender, msg_type, FrameDrop::Guard(presence_drop(r)), out);
             }
         }
-        // A v2 query or reply is stamped when sent: one outside the
-        // freshness window, or a query already answered, is a recording
-        // and is refused before it is charged (SPEC-NOTES 33).
+        // A v2 query, reply or alert, an NK request or response and a
+        // rejection notice are stamped when sent: one outside the freshness
+        // window, or a query already answered, is a recording and is
+        // refused before it is verified or charged (SPEC-NOTES 33).
         if let (Some(f), Some(sent_at)) = (self.guards.config().freshness, send_time(&repr.body)) {
             if let Err(r) = f.check(sent_at, now.unix_s) {
                 return self.drop_frame(sender, msg_type, FrameDrop::Guard(r), out);
@@ -258,7 +259,7 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
                     self.feed_subject(i, SubjectEvent::Reply { responder: sender, reply: r }, now, out);
                 }
             }
-            Body::RejectionNotice(n) if n.subject_id == self.id => self.on_rejection_notice(now, sender, &n, out),
+            Body::RejectionNotice(n) if n.subject_id == self.id => self.on_rejection_notice(now, sender, out),
             Body::RejectionNotice(n) if self.serves_over_lora(n.subject_id) => {
                 self.on_dust_rejection_notice(now, sender, &n, out)
             }
@@ -1062,16 +1063,6 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
         self.unicast(target, Body::NkAuditRequest(req), out);
     }
 
-    /// True if a signed timestamp of a frame without a sequence number is
-    /// inside the guards' freshness window (SPEC-NOTES 33); audits it if not.
-    fn fresh(&self, now: Now, from: DeviceId, msg_type: MessageType, ts: Timestamp, out: &mut impl Sink) -> bool {
-        let ok = self.guards.config().freshness.is_none_or(|f| f.check(ts, now.unix_s).is_ok());
-        if !ok {
-            out.push(Action::Audit(AuditEvent::Peer(PeerEvent::Stale { from, msg_type: msg_type.to_u8() })));
-        }
-        ok
-    }
-
     /// CONSISTENCY_ALERT: evidence about the suspect, never a decision. The
     /// alert is a third party's unverifiable claim (its reading, its
     /// distance), so it is recorded with the distinct alerters in the window
@@ -1082,11 +1073,6 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
     fn on_consistency_alert(&mut self, now: Now, sender: DeviceId, a: &ConsistencyAlert, out: &mut impl Sink) {
         if a.suspect_id == sender {
             return;
-        }
-        if let Some(v2) = a.v2 {
-            if !self.fresh(now, sender, MessageType::ConsistencyAlert, v2.timestamp, out) {
-                return;
-            }
         }
         let alerters = self.peers.add_alert(sender, a.suspect_id, now.mono_ms);
         let ev = PeerEvent::ConsistencyAlert {
@@ -1194,9 +1180,6 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
     fn on_nk_request(&mut self, now: Now, sender: DeviceId, r: &NkAuditRequest, out: &mut impl Sink) {
         use crate::profile::{compute_profile_drift, run_nk_audit, NkAuditResult};
         use crate::wire::immune::AuditResult;
-        if !self.fresh(now, sender, MessageType::NkAuditRequest, r.timestamp, out) {
-            return;
-        }
         let refuse = |reason| AuditEvent::Peer(PeerEvent::NkRefused { from: sender, subject: r.subject_id, reason });
         if r.subject_id == sender {
             return out.push(Action::Audit(refuse(NkRefusal::AboutItself)));
@@ -1236,9 +1219,6 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
     /// audit the subject ourselves, it never moves a record by itself.
     fn on_nk_response(&mut self, now: Now, sender: DeviceId, r: &NkAuditResponse, out: &mut impl Sink) {
         use crate::wire::immune::AuditResult;
-        if !self.fresh(now, sender, MessageType::NkAuditResponse, r.timestamp, out) {
-            return;
-        }
         let pending = self.peers.pending_nk.iter().position(|p| *p == (sender, r.subject_id, r.nonce));
         if let Some(i) = pending {
             self.peers.pending_nk.remove(i);
@@ -1257,8 +1237,9 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
         }
     }
 
-    /// A REJECTION_NOTICE naming us. One peer must not quarantine a node,
-    /// so the rule is: a notice counts if it is fresh and its sender is a
+    /// A REJECTION_NOTICE naming us (a stale one never gets here: see
+    /// [`send_time`]). One peer must not quarantine a node, so the rule
+    /// is: a notice counts if its sender is a
     /// Nano we hear directly (in the neighbour table) and have not rejected
     /// ourselves; when the distinct counted senders within
     /// [`PEER_EVIDENCE_WINDOW_MS`] reach max([`MIN_REJECTION_NOTICES`],
@@ -1267,11 +1248,8 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
     /// senders' NORMAL state is deliberately not required: a node whose
     /// sensor is wrong sees its honest neighbours as deviant, and would
     /// otherwise never accept their verdict.
-    fn on_rejection_notice(&mut self, now: Now, sender: DeviceId, n: &RejectionNotice, out: &mut impl Sink) {
+    fn on_rejection_notice(&mut self, now: Now, sender: DeviceId, out: &mut impl Sink) {
         out.push(Action::Audit(AuditEvent::RejectedBy { by: sender }));
-        if !self.fresh(now, sender, MessageType::RejectionNotice, n.timestamp, out) {
-            return;
-        }
         let credible = self.credible_notice_sender(sender);
         let needed = self.notices_needed(now);
         let distinct = if credible {
@@ -1320,9 +1298,6 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
     /// able to silence a Dust device. Our own REJECTION of the device
     /// queues the downlink without any notice.
     fn on_dust_rejection_notice(&mut self, now: Now, sender: DeviceId, n: &RejectionNotice, out: &mut impl Sink) {
-        if !self.fresh(now, sender, MessageType::RejectionNotice, n.timestamp, out) {
-            return;
-        }
         let device = n.subject_id;
         let credible = self.credible_notice_sender(sender);
         let needed = self.notices_needed(now);
@@ -1445,6 +1420,10 @@ fn send_time(body: &Body) -> Option<Timestamp> {
     match body {
         Body::InflammationQuery(q) => q.v2.map(|_| q.timestamp),
         Body::InflammationReply(r) => r.v2.map(|v| v.timestamp),
+        Body::ConsistencyAlert(a) => a.v2.map(|v| v.timestamp),
+        Body::NkAuditRequest(r) => Some(r.timestamp),
+        Body::NkAuditResponse(r) => Some(r.timestamp),
+        Body::RejectionNotice(n) => Some(n.timestamp),
         _ => None,
     }
 }
