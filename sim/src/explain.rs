@@ -519,6 +519,9 @@ fn answer_clause(a: &AuditRecord, nodes: &[NodeRow]) -> String {
     if a.far == Some(true) {
         why.push("far from the suspect".into());
     }
+    if a.field_explains == Some(true) {
+        why.push("the devices around, placed by the manifest, form a slope or peak that explains it".into());
+    }
     let at = a.distance_m.map_or(String::new(), |d| format!(" at {d:.1} m"));
     let why = if why.is_empty() { String::new() } else { format!(" ({})", why.join("; ")) };
     format!("{}{at} {verdict}{why}", name(a.node, nodes))
@@ -666,6 +669,7 @@ mod tests {
             own_shift: Some(0.25),
             corroborating: Some(2),
             far: Some(far),
+            field_explains: Some(node == 16),
             ..Default::default()
         };
         let opened = life(610.0, "NORMAL", "INFLAMMATION", "deviation_band");
@@ -679,7 +683,7 @@ mod tests {
             "node 7 at 5.5 m contradicted (suspect moved +1.41 °C from its slow average, the responder +0.25 °C; \
              2 device(s) it hears moved that way)",
             "node 16 at 5.5 m abstained (",
-            "far from the suspect)",
+            "far from the suspect; the devices around, placed by the manifest, form a slope or peak that explains it)",
         ] {
             assert!(story.contains(needle), "{needle:?} not in {story}");
         }

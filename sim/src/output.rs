@@ -221,6 +221,10 @@ pub struct AuditRecord {
     /// A vote answer: the responder counts itself far from the suspect.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub far: Option<bool>,
+    /// A vote answer: the devices around, placed by the manifest, form a
+    /// field (a slope or a peak) that explains the suspect's shift.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field_explains: Option<bool>,
     /// The whole event, Rust debug text.
     pub event: String,
 }
@@ -358,6 +362,7 @@ impl AuditWriter {
                     r.corroborating = Some(h.corroborating);
                     r.bracketing = Some(h.bracketing);
                     r.far = Some(h.far);
+                    r.field_explains = Some(h.field_explains);
                 }
             }
             AuditEvent::RejectedBy { by } => r.peer = self.ids.get(by).copied(),

@@ -245,10 +245,10 @@ pub struct LocalHistory {
     /// from its baseline the way of the shift.
     pub drifted: bool,
     /// The devices the responder hears, placed by the deployment manifest,
-    /// describe a field that peaks at the suspect and reaches half its
-    /// shift there (the node's `field_peaks_at`): a local event centred on
-    /// it, such as the seat of a fire, not a lie.
-    pub peaked: bool,
+    /// describe a field that explains the suspect's shift at its spot: a
+    /// slope it sits on or a peak at it, such as a fire's (the node's
+    /// `field_explains`), not a lie on top of a uniform change.
+    pub field_explains: bool,
     /// True when the responder is more than [`FAR_RESPONDER_CM`] from the
     /// suspect, or at the edge of its radio range (see the node's rule).
     pub far: bool,
@@ -349,7 +349,11 @@ pub fn evaluate_inflammation_with_history(
         .max(MIN_UNEXPLAINED_STEPS * step)
         .max(gradient)
         .max(0.5 * libm::fabsf(shift));
-    if unexplained < floor || h.corroborating >= MIN_CORROBORATING || h.bracketing >= MIN_CORROBORATING || h.peaked {
+    if unexplained < floor
+        || h.corroborating >= MIN_CORROBORATING
+        || h.bracketing >= MIN_CORROBORATING
+        || h.field_explains
+    {
         Verdict::SeesChange
     } else if h.far {
         Verdict::Abstain
@@ -426,7 +430,7 @@ mod tests {
             corroborating: 0,
             bracketing: 0,
             drifted: false,
-            peaked: false,
+            field_explains: false,
             far: false,
             relative_drift: false,
         })
@@ -467,11 +471,11 @@ mod tests {
         // We rose 0.3 °C, the suspect 5 °C: alone, a contradiction.
         let h = hist(22.0, 22.0);
         assert_eq!(evaluate_inflammation_with_history(Some(2230), 2700, TEMP, 700, 0, h), Verdict::ContradictsSuspect);
-        let peaked = Some(LocalHistory { peaked: true, ..h.unwrap() });
-        assert_eq!(evaluate_inflammation_with_history(Some(2230), 2700, TEMP, 700, 0, peaked), Verdict::SeesChange);
+        let explained = Some(LocalHistory { field_explains: true, ..h.unwrap() });
+        assert_eq!(evaluate_inflammation_with_history(Some(2230), 2700, TEMP, 700, 0, explained), Verdict::SeesChange);
         // Physics still wins.
         assert_eq!(
-            evaluate_inflammation_with_history(Some(2230), 9000, TEMP, 100, 0, peaked),
+            evaluate_inflammation_with_history(Some(2230), 9000, TEMP, 100, 0, explained),
             Verdict::ContradictsSuspect
         );
     }
@@ -577,7 +581,7 @@ mod tests {
             corroborating: 0,
             bracketing: 0,
             drifted: false,
-            peaked: false,
+            field_explains: false,
             far: false,
             relative_drift: false,
         });

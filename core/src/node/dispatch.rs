@@ -616,7 +616,7 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
         let level = quantity.to_value(suspect_reading);
         let own_beyond = own_latest.is_some_and(|v| reads_beyond(level, shift, v, quantity));
         let beyond = self.bracketing(suspect, quantity, level, shift, now_ms);
-        let peaked = self.field_explains(suspect, quantity, shift, own_latest.map(|v| v - own.mean), now_ms);
+        let explained = self.field_explains(suspect, quantity, shift, own_latest.map(|v| v - own.mean), now_ms);
         Some(lifecycle::LocalHistory {
             suspect_mean: theirs.mean,
             suspect_sigma: libm::sqrtf(p.value_var.max(0.0)),
@@ -624,7 +624,7 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
             corroborating: others.saturating_add(u8::from(own_moved)),
             bracketing: beyond.saturating_add(u8::from(own_beyond)),
             drifted: drifted_with(suspect, s, quantity, shift),
-            peaked,
+            field_explains: explained,
             relative_drift: self
                 .subject_index(suspect)
                 .and_then(|i| self.relative_drift(i))
@@ -682,9 +682,10 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
     /// our `own_shift`) within [`lifecycle::FAR_RESPONDER_CM`] of it moved
     /// its way beyond [`lifecycle::MIN_UNEXPLAINED_STEPS`], and either a
     /// plane through their shifts (a slope: the suspect between a fire and
-    /// the cold side) or a line of their shifts against distance that falls
-    /// away from the suspect (a peak: the seat of a fire) reaches at least
-    /// half the suspect's shift at its spot. A lie on top of a zone's
+    /// the cold side) reaches [`PLANE_SHARE`] of the suspect's shift at its
+    /// spot, or a line of their shifts against distance that falls away
+    /// from the suspect (a peak: the seat of a fire) reaches
+    /// [`PEAK_SHARE`] of it at distance 0. A lie on top of a zone's
     /// uniform change (an HVAC step) is neither: both stay at the zone's
     /// level. A colluding group smaller than the count moves too few
     /// devices.
