@@ -50,6 +50,10 @@ pub(super) enum Cause {
     Drift,
 }
 
+/// Offsets below which a vaccine's spread is not taken as measured (see
+/// `Node::originate_vaccine`).
+const MIN_SPREAD_SAMPLES: u32 = 3;
+
 /// The deviating readings since the subject last was NORMAL: the figures
 /// an originated vaccine carries.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -81,6 +85,11 @@ impl AttackEvidence {
     /// True before any offset.
     pub(super) fn is_empty(&self) -> bool {
         self.n == 0
+    }
+
+    /// Offsets recorded.
+    pub(super) fn samples(&self) -> u32 {
+        self.n
     }
 
     /// Forgets everything (the subject is NORMAL again).
@@ -318,9 +327,15 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
         // MIN_UNEXPLAINED_STEPS of a zero offset would match healthy
         // readings (noise, or a day's swing ahead of a profile's mean) and
         // make every receiver twice as jumpy about them: such an attack is
-        // not distinctive enough to vaccinate.
-        let spread = crate::vaccine::MATCH_STD_MULTIPLE.saturating_mul((deviation_std as i32).max(1));
-        if (deviation_mean as i32).abs() - spread < crate::lifecycle::MIN_UNEXPLAINED_STEPS as i32 {
+        // not distinctive enough to vaccinate. Fewer than
+        // MIN_SPREAD_SAMPLES offsets do not measure a spread: the window is
+        // then taken as at least MIN_UNEXPLAINED_STEPS wide either side.
+        let floor = crate::lifecycle::MIN_UNEXPLAINED_STEPS as i32;
+        let mut spread = crate::vaccine::MATCH_STD_MULTIPLE.saturating_mul((deviation_std as i32).max(1));
+        if s.evidence.samples() < MIN_SPREAD_SAMPLES {
+            spread = spread.max(floor);
+        }
+        if (deviation_mean as i32).abs() - spread < floor {
             return;
         }
         let Some(quantity) = s.last_obs.map(|o| o.quantity).or(s.profile.as_ref().map(|p| p.quantity)) else {

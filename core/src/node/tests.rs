@@ -763,17 +763,24 @@ fn a_drift_many_subjects_share_against_us_is_ours() {
 }
 
 /// A vaccine goes out only for a signature whose match window stays
-/// MIN_UNEXPLAINED_STEPS clear of a zero offset, and never for a subject
-/// that drifted against our level.
+/// MIN_UNEXPLAINED_STEPS clear of a zero offset (a window taken as at least
+/// that wide when one or two offsets measure no spread), and never for a
+/// subject that drifted against our level.
 #[test]
 fn only_a_distinctive_attack_is_vaccinated() {
-    let cases: [(&[i32], bool, bool); 4] = [
+    let cases: [(&[i32], bool, bool); 8] = [
         (&[3790, 3800, 3810], false, true),
         // drift-long's weak signature: 0.9 ± 0.25 °C off the profile, which
         // a day's swing gives every honest device.
         (&[66, 91, 116], false, false),
         (&[0, 0, 1], false, false),
         (&[3790, 3800, 3810], true, false),
+        // drift-long's one-sample signature, 0.79 °C ± 0: no spread measured.
+        (&[79], false, false),
+        (&[79, 79], false, false),
+        (&[79, 79, 79], false, true),
+        // A +38 °C spiker rejected after one offset.
+        (&[3800], false, true),
     ];
     for (offsets, relative, vaccinated) in cases {
         let (mut n, ids) = relative_monitor(&[0.0]);
