@@ -294,6 +294,21 @@ fn explain_tells_what_the_attackers_monitors_saw() {
     let o = krill(&["explain", dir, "--node", "99"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("node 99 is not in this run"), "{}", stderr(&o));
+
+    // A vote's answers, named: who, how far, and what they said.
+    let o = krill(&["explain", dir, "--node", "4"]);
+    assert!(stdout(&o).contains("The answers it was sent: node "), "{}", stdout(&o));
+
+    // A reader that went away (`| head`) ends the output quietly.
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    let o = Command::new(env!("CARGO_BIN_EXE_krill"))
+        .args(["explain", dir, "--node", "4"])
+        .stdout(writer)
+        .output()
+        .expect("krill binary runs");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
 }
 
 #[test]
