@@ -211,8 +211,16 @@ fn main() -> ExitCode {
 /// Exit code for input that is not a valid frame or description.
 const EXIT_BAD_INPUT: u8 = 2;
 
-/// Writes `text` to stdout. A reader that went away (`krill explain … |
-/// head`) ends the output quietly instead of panicking.
+/// `println!` through [`to_stdout`].
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        to_stdout(&format!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// Writes `text` to stdout: every command's output goes through here. A
+/// reader that went away (`krill explain … | head`) ends the output
+/// quietly instead of panicking.
 fn to_stdout(text: &str) {
     use std::io::Write;
     let mut stdout = std::io::stdout().lock();
@@ -248,8 +256,8 @@ fn run_decode(hex: &[String], kind: Kind) -> ExitCode {
     let decoded =
         codec::parse_hex(&text).and_then(|b| codec::decode(&b, kind)).and_then(|d| Ok((codec::render(&d)?, d)));
     match decoded {
-        Ok((text_out, d)) => {
-            to_stdout(&text_out);
+        Ok((out, d)) => {
+            to_stdout(&out);
             match d.error {
                 Some(e) => fail("decode", e),
                 None => ExitCode::SUCCESS,
@@ -266,7 +274,7 @@ fn run_encode(file: &std::path::Path) -> ExitCode {
     };
     match codec::parse_ron(&text, &file.display().to_string()).and_then(|f| codec::encode(&f)) {
         Ok(bytes) => {
-            println!("{}", codec::to_hex(&bytes));
+            outln!("{}", codec::to_hex(&bytes));
             ExitCode::SUCCESS
         }
         Err(e) => fail("encode", e),
@@ -287,7 +295,7 @@ fn run_vectors(mut paths: Vec<PathBuf>, quiet: bool, html: Option<PathBuf>) -> E
     let failed = reports.iter().filter(|r| !r.outcome.passed()).count();
     for r in &reports {
         if !quiet || !r.outcome.passed() {
-            println!("{}", vectors::render(r));
+            outln!("{}", vectors::render(r));
         }
     }
     if let Some(path) = html {
@@ -306,7 +314,7 @@ fn run_vectors(mut paths: Vec<PathBuf>, quiet: bool, html: Option<PathBuf>) -> E
             return ExitCode::from(2);
         }
     }
-    println!("vectors: {} passed, {} failed", reports.len() - failed, failed);
+    outln!("vectors: {} passed, {} failed", reports.len() - failed, failed);
     if failed == 0 {
         ExitCode::SUCCESS
     } else {
@@ -480,7 +488,7 @@ fn execute(
     match expected {
         None => ExitCode::SUCCESS,
         Some(want) if want == hash => {
-            println!("replay: summary hash matches the manifest");
+            outln!("replay: summary hash matches the manifest");
             ExitCode::SUCCESS
         }
         Some(want) => {
@@ -560,7 +568,7 @@ fn cmd_check(paths: &[PathBuf], jobs: Option<usize>, firmware: FirmwareKind) -> 
     }
     let missed = rows.iter().filter(|r| !r.result.pass).count();
     to_stdout(&check::table(&rows, false));
-    println!(
+    outln!(
         "check: {} run(s) of {} scenario(s), {} expectation(s), {missed} missed",
         runs.len(),
         loaded.len(),
@@ -569,7 +577,7 @@ fn cmd_check(paths: &[PathBuf], jobs: Option<usize>, firmware: FirmwareKind) -> 
     if missed == 0 {
         ExitCode::SUCCESS
     } else {
-        println!("\nmissed:");
+        outln!("\nmissed:");
         to_stdout(&check::table(&rows, true));
         ExitCode::FAILURE
     }
@@ -651,7 +659,7 @@ fn cmd_sweep(
                 return fail("sweep", format!("{}: {e}", file.display()));
             }
             to_stdout(&table);
-            println!("sweep: {} run(s) written to {}", tasks.len(), file.display());
+            outln!("sweep: {} run(s) written to {}", tasks.len(), file.display());
         }
         None => {
             to_stdout(&lines);
@@ -693,7 +701,7 @@ fn cmd_validate(paths: &[PathBuf]) -> ExitCode {
     let mut bad = 0;
     for f in &files {
         match Scenario::load(f) {
-            Ok(s) => println!(
+            Ok(s) => outln!(
                 "ok {}: {}, {} nodes, {} s, seeds {:?}, {} expectation(s)",
                 f.display(),
                 s.name,

@@ -442,8 +442,7 @@ impl<const R: usize> SubjectRecord<R> {
             VoteOutcome::SuspectAnomalous if self.band(self.latest_sigma) == DeviationVerdict::Rejection => {
                 self.reject(RejectionReason::InflammationVote, q.query_id, now_ms, cluster, step);
             }
-            VoteOutcome::SuspectAnomalous => self.enter_pyrexia(now_ms, step),
-            VoteOutcome::Outgrown => self.enter_pyrexia(now_ms, step),
+            VoteOutcome::SuspectAnomalous | VoteOutcome::Outgrown => self.enter_pyrexia(now_ms, step),
             VoteOutcome::Inconclusive => {
                 self.boundary.observe(q.suspect_reading, q.my_reading, 0, now_ms);
                 self.enter_pyrexia(now_ms, step);

@@ -92,10 +92,10 @@ pub enum VoteOutcome {
     /// Tie or too few voters: PYREXIA and boundary learning (ES-7.6).
     Inconclusive,
     /// The vote would call the suspect anomalous at its timeout, but the
-    /// suspect moved on the way it was asked about by more than the
-    /// question's difference while the vote ran: the answers judged a
-    /// reading that is gone (a fire's seat five minutes on). PYREXIA, and
-    /// a new vote on the current reading.
+    /// suspect moved on from the reading it asked about while it ran (the
+    /// record's `outgrown` rule): the answers judged a reading that is gone
+    /// (a fire's seat five minutes on). PYREXIA, and a new vote on the
+    /// current reading. Only a record decides this, never a [`Tally`].
     Outgrown,
 }
 
