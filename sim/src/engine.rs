@@ -163,6 +163,9 @@ impl<E> Ord for Run<E> {
 /// Emptied run buffers kept for reuse; larger ones are freed so that a
 /// burst does not pin memory in every spare buffer.
 const SPARE_RUNS: usize = 4_096;
+/// [`Engine::time_windows`] keeps no window past this many: a width far
+/// below the run's length must not grow memory without bound.
+const MAX_WINDOWS: usize = 1 << 16;
 const SPARE_RUN_CAPACITY: usize = 64;
 
 /// An event produced during a round, queued at the barrier.
@@ -316,6 +319,21 @@ impl RoundProfile {
     }
 }
 
+/// The wall time of the rounds that began in one window of simulated time
+/// (see [`Engine::time_windows`]): how a run's cost and speed-up change
+/// over its course.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct WindowTime {
+    /// Events handled in those rounds.
+    pub events: u64,
+    /// Their wall time, queue and merge included, s.
+    pub wall_s: f64,
+    /// While a [`RoundProfile`] is kept: their shortest possible time on 2
+    /// threads, s (pooled rounds at their 2-thread bound, the rest as they
+    /// were); otherwise 0.
+    pub best_2_s: f64,
+}
+
 /// One node's event and output buffers, reused across parallel rounds.
 type NodeBufs<E> = (Vec<Entry<E>>, Vec<Out<E>>);
 
@@ -339,6 +357,8 @@ pub struct Engine<M: Model> {
     /// Set by [`Engine::profile_rounds`]; with the node times of the
     /// current round.
     profile: Option<Box<(RoundProfile, Vec<f64>)>>,
+    /// Set by [`Engine::time_windows`]: the window width and the windows.
+    windows: Option<(Micros, Vec<WindowTime>)>,
 }
 
 impl<M: Model> Engine<M> {
@@ -365,6 +385,7 @@ impl<M: Model> Engine<M> {
             node_bufs: Vec::new(),
             local: BinaryHeap::new(),
             profile: None,
+            windows: None,
         })
     }
 
@@ -410,6 +431,19 @@ impl<M: Model> Engine<M> {
     /// The profile kept since [`Engine::profile_rounds`].
     pub fn round_profile(&self) -> Option<&RoundProfile> {
         self.profile.as_deref().map(|(p, _)| p)
+    }
+
+    /// Times every round from now on and adds it to the window of `width`
+    /// µs of simulated time its first event falls in; `None` stops. Works
+    /// with or without a pool, at two clock reads per round.
+    pub fn time_windows(&mut self, width: Option<Micros>) {
+        self.windows = width.filter(|&w| w > 0).map(|w| (w, Vec::new()));
+    }
+
+    /// The windows timed since [`Engine::time_windows`], the first from
+    /// simulated time 0.
+    pub fn window_times(&self) -> &[WindowTime] {
+        self.windows.as_ref().map_or(&[], |(_, w)| w)
     }
 
     /// Time of the last handled event.
@@ -510,6 +544,7 @@ impl<M: Model> Engine<M> {
         if first_time > end {
             return Ok(false);
         }
+        let window_start = self.windows.is_some().then(std::time::Instant::now);
         let (bound, bound_time) = if self.lookahead > 0 {
             let t = first_time.saturating_add(self.lookahead).min(end.saturating_add(1));
             (time_class(t, 0), t)
@@ -530,6 +565,7 @@ impl<M: Model> Engine<M> {
         }
         self.stats.rounds += 1;
         self.stats.events += batch.len() as u64;
+        let round_events = batch.len() as u64;
         // A node's events must be contiguous and in key order.
         if !batch.is_sorted_by_key(|e| (e.key.node(), e.key)) {
             batch.sort_unstable_by_key(|e| (e.key.node(), e.key));
@@ -546,16 +582,20 @@ impl<M: Model> Engine<M> {
         };
         self.batch = batch;
         self.now = self.now.max(first_time);
+        // What the profile would save on 2 threads in this round, s.
+        let mut saved_2 = 0.0;
         if let (Some(start), Some(p)) = (round_start, self.profile.as_deref_mut()) {
             let (prof, nodes) = &mut *p;
             let wall = start.elapsed().as_secs_f64();
             let busiest = nodes.iter().copied().fold(0.0, f64::max);
             let sum: f64 = nodes.iter().sum();
             if poolable {
+                let best_2 = (sum / 2.0).max(busiest) + (wall - sum).max(0.0);
                 prof.pooled_s += wall;
                 prof.pooled_busiest_s += busiest;
-                prof.pooled_best_2_s += (sum / 2.0).max(busiest) + (wall - sum).max(0.0);
+                prof.pooled_best_2_s += best_2;
                 prof.pooled_best_4_s += (sum / 4.0).max(busiest) + (wall - sum).max(0.0);
+                saved_2 = wall - best_2;
             } else if several_nodes {
                 prof.small_s += wall;
             } else {
@@ -568,6 +608,20 @@ impl<M: Model> Engine<M> {
         let result = self.merge(&mut out);
         out.clear();
         self.out = out;
+        if let (Some(start), Some((width, windows))) = (window_start, self.windows.as_mut()) {
+            let wall = start.elapsed().as_secs_f64();
+            let i = usize::try_from(first_time / *width).unwrap_or(usize::MAX);
+            if windows.len() <= i && i < MAX_WINDOWS {
+                windows.resize(i + 1, WindowTime::default());
+            }
+            if let Some(w) = windows.get_mut(i) {
+                w.events += round_events;
+                w.wall_s += wall;
+                if self.profile.is_some() {
+                    w.best_2_s += wall - saved_2;
+                }
+            }
+        }
         result.map(|()| true)
     }
 
@@ -850,11 +904,30 @@ mod tests {
         assert!(p.pooled_busiest_s <= p.pooled_best_4_s && p.pooled_best_4_s <= p.pooled_best_2_s);
         assert!(p.pooled_best_2_s <= p.pooled_s);
         assert!(p.best_2_thread_s() <= p.total_s);
+        // Windows of 1 s: every event in one, and their 2-thread bound adds
+        // up to the profile's (less queue and merge outside rounds).
+        let mut e = ring(300, 2_000, 1);
+        e.profile_rounds(true);
+        e.time_windows(Some(1_000_000));
+        e.run_until(5_000_000).unwrap();
+        let p = e.round_profile().expect("profiled");
+        let w = e.window_times();
+        assert_eq!(w.len(), 5, "rounds begin in 0..5 s");
+        assert_eq!(w.iter().map(|w| w.events).sum::<u64>(), e.stats().events);
+        assert!(w.iter().all(|w| w.events > 0 && w.best_2_s > 0.0 && w.best_2_s <= w.wall_s));
+        let (wall, best_2) = w.iter().fold((0.0, 0.0), |(a, b), w| (a + w.wall_s, b + w.best_2_s));
+        assert!(wall <= p.total_s && best_2 <= p.best_2_thread_s());
+        assert!((wall - best_2 - (p.pooled_s - p.pooled_best_2_s)).abs() < 1e-9);
         // A pool's node times include waiting: no profile there.
         let mut e = ring(300, 2_000, 2);
         e.profile_rounds(true);
+        e.time_windows(Some(400_000));
         e.run_until(1_000_000).unwrap();
         assert!(e.round_profile().is_none());
+        // but its windows are timed, with no bound.
+        assert_eq!(e.window_times().len(), 3);
+        assert_eq!(e.window_times().iter().map(|w| w.events).sum::<u64>(), e.stats().events);
+        assert!(e.window_times().iter().all(|w| w.wall_s > 0.0 && w.best_2_s == 0.0));
     }
 
     #[test]

@@ -14,7 +14,7 @@ use krill_core::types::PublicKey;
 use krill_core::types::{DeviceId, QuantityType};
 use krill_replay::CryptoSpec;
 
-use crate::engine::{Ctx, Engine, EngineError, EngineStats, Micros, Model, RoundProfile};
+use crate::engine::{Ctx, Engine, EngineError, EngineStats, Micros, Model, RoundProfile, WindowTime};
 use crate::firmware::{BaselineFirmware, CoreFirmware, Firmware, RecordedLog};
 use crate::output::{AuditLevel, AuditScope};
 use crate::radio::{lora_channel, lora_sf12_airtime_us, Radio, ReceiverState};
@@ -1318,6 +1318,16 @@ impl Simulation {
     /// See [`Engine::profile_rounds`] (a one-thread run only).
     pub fn profile_rounds(&mut self, on: bool) {
         self.engine.profile_rounds(on);
+    }
+
+    /// See [`Engine::time_windows`].
+    pub fn time_windows(&mut self, width_us: Option<Micros>) {
+        self.engine.time_windows(width_us);
+    }
+
+    /// See [`Engine::window_times`].
+    pub fn window_times(&self) -> &[WindowTime] {
+        self.engine.window_times()
     }
 
     /// See [`Engine::round_profile`].

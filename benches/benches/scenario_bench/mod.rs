@@ -8,19 +8,25 @@
 //! warm-up (fractions allowed, e.g. `0.1`); `KRILL_BENCH_THREADS` is a
 //! comma-separated list of thread counts (default `1,2`);
 //! `KRILL_BENCH_PROFILE` (any value) makes the one-thread run print where
-//! its time went (see `krill_sim::engine::RoundProfile`).
+//! its time went (see `krill_sim::engine::RoundProfile`). Every run also
+//! prints its wall time per window of `KRILL_BENCH_WINDOW_S` simulated
+//! seconds (default 3,600), with the profile's 2-thread bound when there
+//! is one: where over a long run the cost and the speed-up change.
 
 use std::process::Command;
 use std::time::Instant;
 
 use krill_sim::check::evaluate;
-use krill_sim::engine::RoundProfile;
+use krill_sim::engine::{RoundProfile, WindowTime};
 use krill_sim::scenario::Scenario;
 use krill_sim::sim::{event_class_name, FirmwareKind, Simulation};
 use krill_sim::summary::{RunSummary, Series, SIM_STACK};
 
 /// Set (to anything): the one-thread run also prints a [`RoundProfile`].
 const PROFILE_ENV: &str = "KRILL_BENCH_PROFILE";
+
+/// Simulated seconds per timed window (default one hour).
+const WINDOW_ENV: &str = "KRILL_BENCH_WINDOW_S";
 
 /// Set in a child: the thread count it measures.
 const CHILD_ENV: &str = "KRILL_BENCH_CHILD_THREADS";
@@ -108,6 +114,22 @@ fn print_profile(label: &str, p: &RoundProfile) {
     }
 }
 
+/// Each window's events and wall time, and its 2-thread bound when the
+/// run was profiled.
+fn print_windows(label: &str, threads: usize, width_s: u64, windows: &[WindowTime]) {
+    println!(
+        "{label}, {threads} thread(s), per {width_s} simulated s: window, events, wall s[, best on 2 threads s = x]"
+    );
+    for (i, w) in windows.iter().enumerate() {
+        let bound = if w.best_2_s > 0.0 {
+            format!(", {:.1} = {:.2}x", w.best_2_s, w.wall_s / w.best_2_s)
+        } else {
+            String::new()
+        };
+        println!("  {i:>3} {:>10} {:>8.1}{bound}", w.events, w.wall_s);
+    }
+}
+
 /// Runs the measurement for every thread count (parent) or for one (child).
 pub fn main_for(label: &str, scenario: impl FnOnce() -> Scenario) {
     let s = with_hours_override(scenario());
@@ -152,6 +174,9 @@ fn measure(label: &str, s: Scenario, threads: usize) {
         sim.keep_audits(&krill_sim::output::AuditLevel::None.into()).expect("no node list");
         let profile = threads == 1 && std::env::var_os(PROFILE_ENV).is_some();
         sim.profile_rounds(profile);
+        let width_s = std::env::var(WINDOW_ENV).ok().and_then(|v| v.parse::<u64>().ok()).filter(|&w| w > 0);
+        let width_s = width_s.unwrap_or(3_600);
+        sim.time_windows(Some(width_s.saturating_mul(1_000_000)));
         let built = t0.elapsed().as_secs_f64();
         let rss_built = proc_status_kib("VmRSS:");
         let t1 = Instant::now();
@@ -176,6 +201,7 @@ fn measure(label: &str, s: Scenario, threads: usize) {
         if let Some(p) = sim.round_profile() {
             print_profile(&name, p);
         }
+        print_windows(&name, threads, width_s, sim.window_times());
         let nodes = sim.nodes().len() as f64;
         let sim_s = sim.end_us() as f64 / 1e6;
         Ok::<_, String>((built, rss_built, wall, stats, hash, nodes * sim_s))
