@@ -13,6 +13,11 @@
 //! seconds (default 3,600), with the profile's 2-thread bound when there
 //! is one: where over a long run the cost and the speed-up change.
 
+/// The `krill` binary's allocator (see `sim/src/main.rs`), so these
+/// figures are the CLI's.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::process::Command;
 use std::time::Instant;
 
