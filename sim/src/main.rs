@@ -9,10 +9,10 @@
 //! dropped, sorted by value and seed) into one table and optional HTML.
 //! Every error is one line on stderr with exit code 2.
 
-/// A thousand nodes' state is hundreds of MB, and each event touches a
-/// different node: glibc's page-aligned `mmap` of every node's state puts
-/// the same fields of all nodes in the same cache sets. mimalloc places
-/// them apart (city, 300 s: 15 % less wall time; `benches/README.md`).
+/// A thousand nodes' state is hundreds of MB and each event lands on a
+/// cold node; mimalloc (which backs it with transparent huge pages) runs
+/// the city ~5 % faster than glibc's allocator, for ~20 % more RSS
+/// (`benches/README.md`).
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
