@@ -2,10 +2,11 @@
 //! a dependent random walk over 256 MiB (every step a cache and TLB miss,
 //! like an event landing on a cold node) and a pure arithmetic loop, each
 //! run on one thread and then on two threads with the same work each.
-//! Prints each one's 2-thread throughput over 1 thread: about 2 on two
-//! real cores, well below on two hyperthreads of one core or a starved
-//! memory system. The city's 2-thread speed-up (`benches/README.md`) is
-//! read against it.
+//! Prints each one's 2-thread throughput over 1 thread. The arithmetic
+//! loop gives about 2 on two real cores and well below that on two
+//! hyperthreads of one core; the walk shows what the memory system takes
+//! on top. The city's 2-thread speed-up (`benches/README.md`) is read
+//! against both.
 
 use std::hint::black_box;
 use std::time::Instant;

@@ -163,10 +163,10 @@ impl<E> Ord for Run<E> {
 /// Emptied run buffers kept for reuse; larger ones are freed so that a
 /// burst does not pin memory in every spare buffer.
 const SPARE_RUNS: usize = 4_096;
+const SPARE_RUN_CAPACITY: usize = 64;
 /// [`Engine::time_windows`] keeps no window past this many: a width far
 /// below the run's length must not grow memory without bound.
 const MAX_WINDOWS: usize = 1 << 16;
-const SPARE_RUN_CAPACITY: usize = 64;
 
 /// An event produced during a round, queued at the barrier.
 struct Out<E> {
@@ -564,8 +564,8 @@ impl<M: Model> Engine<M> {
             }
         }
         self.stats.rounds += 1;
-        self.stats.events += batch.len() as u64;
         let round_events = batch.len() as u64;
+        self.stats.events += round_events;
         // A node's events must be contiguous and in key order.
         if !batch.is_sorted_by_key(|e| (e.key.node(), e.key)) {
             batch.sort_unstable_by_key(|e| (e.key.node(), e.key));
@@ -590,12 +590,14 @@ impl<M: Model> Engine<M> {
             let busiest = nodes.iter().copied().fold(0.0, f64::max);
             let sum: f64 = nodes.iter().sum();
             if poolable {
-                let best_2 = (sum / 2.0).max(busiest) + (wall - sum).max(0.0);
+                // On k threads: the node time shared out, but no less than
+                // the busiest node, plus the round's time outside nodes.
+                let best = |k: f64| (sum / k).max(busiest) + (wall - sum).max(0.0);
                 prof.pooled_s += wall;
                 prof.pooled_busiest_s += busiest;
-                prof.pooled_best_2_s += best_2;
-                prof.pooled_best_4_s += (sum / 4.0).max(busiest) + (wall - sum).max(0.0);
-                saved_2 = wall - best_2;
+                prof.pooled_best_2_s += best(2.0);
+                prof.pooled_best_4_s += best(4.0);
+                saved_2 = wall - best(2.0);
             } else if several_nodes {
                 prof.small_s += wall;
             } else {

@@ -179,8 +179,8 @@ fn measure(label: &str, s: Scenario, threads: usize) {
         sim.keep_audits(&krill_sim::output::AuditLevel::None.into()).expect("no node list");
         let profile = threads == 1 && std::env::var_os(PROFILE_ENV).is_some();
         sim.profile_rounds(profile);
-        let width_s = std::env::var(WINDOW_ENV).ok().and_then(|v| v.parse::<u64>().ok()).filter(|&w| w > 0);
-        let width_s = width_s.unwrap_or(3_600);
+        let width_s =
+            std::env::var(WINDOW_ENV).ok().and_then(|v| v.parse::<u64>().ok()).filter(|&w| w > 0).unwrap_or(3_600);
         sim.time_windows(Some(width_s.saturating_mul(1_000_000)));
         let built = t0.elapsed().as_secs_f64();
         let rss_built = proc_status_kib("VmRSS:");
