@@ -6,7 +6,7 @@
 //! never depends on a hash, a thread or the wall clock. A round takes every
 //! event that is earlier than `first + lookahead`: no node can affect
 //! another inside that window (the lookahead is the smallest latency of any
-//! link), so the nodes of a round run in parallel on a rayon pool and their
+//! link), so the nodes of a round run in parallel on a [`RoundPool`] and their
 //! outputs are merged at the barrier in node order. With a zero lookahead a
 //! round is every event of the earliest `(time, class)`; an event for
 //! another node at the same time must then use a later class (a delivery
@@ -15,7 +15,7 @@
 
 use std::collections::BinaryHeap;
 
-use rayon::prelude::*;
+use crate::round_pool::RoundPool;
 
 /// Simulated time, µs.
 pub type Micros = u64;
@@ -250,6 +250,14 @@ pub trait Model: Send + Sync {
     /// events take microseconds gains from parallel rounds of a few events.
     /// Only speed depends on it, never a result.
     const PARALLEL_MIN_EVENTS: usize = 16;
+
+    /// Roughly what an event of `class` costs relative to the others. A
+    /// parallel round hands out its costliest nodes first, so the threads
+    /// finish together (longest job first). Only speed depends on it.
+    fn event_cost(class: u8) -> u32 {
+        let _ = class;
+        1
+    }
 }
 
 /// Counters of the engine's own work.
@@ -346,7 +354,7 @@ pub struct Engine<M: Model> {
     queued: usize,
     seq: u64,
     lookahead: Micros,
-    pool: Option<rayon::ThreadPool>,
+    pool: Option<RoundPool>,
     stats: EngineStats,
     now: Micros,
     batch: Vec<Entry<M::Event>>,
@@ -368,7 +376,7 @@ impl<M: Model> Engine<M> {
         if nodes.len() > MAX_NODES {
             return Err(EngineError::NoSuchNode(nodes.len() as u32));
         }
-        let pool = if threads > 1 { rayon::ThreadPoolBuilder::new().num_threads(threads).build().ok() } else { None };
+        let pool = RoundPool::new(threads);
         Ok(Engine {
             model,
             nodes,
@@ -505,10 +513,13 @@ impl<M: Model> Engine<M> {
     /// Runs every event at or before `end`.
     pub fn run_until(&mut self, end: Micros) -> Result<(), EngineError> {
         let start = self.profile.is_some().then(std::time::Instant::now);
-        let r = self.in_pool(|e, pool| {
-            while e.round_in(end, pool)? {}
-            Ok(())
-        });
+        let r = loop {
+            match self.round(end) {
+                Ok(true) => {}
+                Ok(false) => break Ok(()),
+                Err(e) => break Err(e),
+            }
+        };
         if let (Some(start), Some(p)) = (start, self.profile.as_deref_mut()) {
             p.0.total_s += start.elapsed().as_secs_f64();
         }
@@ -517,28 +528,6 @@ impl<M: Model> Engine<M> {
 
     /// Runs one round; false when nothing is due by `end`.
     pub fn round(&mut self, end: Micros) -> Result<bool, EngineError> {
-        self.in_pool(|e, pool| e.round_in(end, pool))
-    }
-
-    /// Runs `f` on a thread of the pool, if there is one: the rounds'
-    /// fork-joins then start from a pool thread, which keeps working
-    /// instead of sleeping on a latch until a pool thread has finished the
-    /// round for it (two thread wake-ups per round).
-    fn in_pool<T: Send>(
-        &mut self,
-        f: impl FnOnce(&mut Self, Option<&rayon::ThreadPool>) -> Result<T, EngineError> + Send,
-    ) -> Result<T, EngineError> {
-        match self.pool.take() {
-            Some(pool) => {
-                let r = pool.install(|| f(self, Some(&pool)));
-                self.pool = Some(pool);
-                r
-            }
-            None => f(self, None),
-        }
-    }
-
-    fn round_in(&mut self, end: Micros, pool: Option<&rayon::ThreadPool>) -> Result<bool, EngineError> {
         let Some(first_tc) = self.heap.peek().map(|r| r.time_class) else { return Ok(false) };
         let first_time = first_tc >> CLASS_BITS;
         if first_time > end {
@@ -572,7 +561,7 @@ impl<M: Model> Engine<M> {
         }
         let several_nodes = batch.first().map(|e| e.key.node()) != batch.last().map(|e| e.key.node());
         let poolable = batch.len() >= M::PARALLEL_MIN_EVENTS && several_nodes;
-        let parallel = pool.is_some() && poolable;
+        let parallel = self.pool.is_some() && poolable;
         let round_start = self.profile.is_some().then(std::time::Instant::now);
         let result = if parallel {
             self.stats.parallel_rounds += 1;
@@ -727,6 +716,7 @@ impl<M: Model> Engine<M> {
             events: Vec<Entry<E>>,
             out: Vec<Out<E>>,
             result: Result<(), EngineError>,
+            cost: u32,
         }
         let spare = &mut self.node_bufs;
         let mut work: Vec<Work<'_, M::Node, M::Event>> = Vec::new();
@@ -736,6 +726,7 @@ impl<M: Model> Engine<M> {
             let idx = e.key.node() as usize;
             if let Some(w) = work.last_mut() {
                 if w.node_idx as usize == idx {
+                    w.cost = w.cost.saturating_add(M::event_cost(e.key.class()));
                     w.events.push(e);
                     continue;
                 }
@@ -747,8 +738,9 @@ impl<M: Model> Engine<M> {
             rest = after;
             base = idx + 1;
             let (mut events, out) = spare.pop().unwrap_or_default();
+            let cost = M::event_cost(e.key.class());
             events.push(e);
-            work.push(Work { node_idx: idx as u32, node, events, out, result: Ok(()) });
+            work.push(Work { node_idx: idx as u32, node, events, out, result: Ok(()), cost });
         }
         let model = &self.model;
         let run = |w: &mut Work<'_, M::Node, M::Event>| {
@@ -779,9 +771,15 @@ impl<M: Model> Engine<M> {
                 }
             }
         };
-        // Called on a pool thread (see `in_pool`): rayon spreads the nodes
-        // over the pool, one node per task.
-        work.par_iter_mut().with_max_len(1).for_each(run);
+        match &mut self.pool {
+            Some(pool) => {
+                // Costliest first; the outputs are still merged in node order.
+                let mut order: Vec<&mut Work<'_, M::Node, M::Event>> = work.iter_mut().collect();
+                order.sort_by_key(|w| std::cmp::Reverse(w.cost));
+                pool.for_each(&mut order, &|w: &mut &mut Work<'_, M::Node, M::Event>| run(w));
+            }
+            None => work.iter_mut().for_each(run),
+        }
         let mut result = Ok(());
         for mut w in work {
             if result.is_ok() {

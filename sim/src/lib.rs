@@ -10,6 +10,7 @@ pub mod firmware;
 pub mod output;
 pub mod radio;
 pub mod rng;
+mod round_pool;
 pub mod scenario;
 pub mod sim;
 pub mod summary;
