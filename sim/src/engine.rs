@@ -6,12 +6,12 @@
 //! never depends on a hash, a thread or the wall clock. A round takes every
 //! event that is earlier than `first + lookahead`: no node can affect
 //! another inside that window (the lookahead is the smallest latency of any
-//! link), so the nodes of a round run in parallel on a [`RoundPool`] and their
-//! outputs are merged at the barrier in node order. With a zero lookahead a
-//! round is every event of the earliest `(time, class)`; an event for
-//! another node at the same time must then use a later class (a delivery
-//! after the tick that caused it). The same events come out in the same
-//! order whatever the thread count.
+//! link), so the nodes of a round run in parallel on the engine's own thread
+//! pool (`round_pool`) and their outputs are merged at the barrier in node
+//! order. With a zero lookahead a round is every event of the earliest
+//! `(time, class)`; an event for another node at the same time must then use
+//! a later class (a delivery after the tick that caused it). The same events
+//! come out in the same order whatever the thread count.
 
 use std::collections::BinaryHeap;
 
@@ -371,12 +371,15 @@ pub struct Engine<M: Model> {
 
 impl<M: Model> Engine<M> {
     /// An engine over `nodes`, with the given lookahead and thread count
-    /// (1 = no pool).
+    /// (1 = no pool; no more threads than the machine has cores).
     pub fn new(model: M, nodes: Vec<M::Node>, lookahead: Micros, threads: usize) -> Result<Self, EngineError> {
         if nodes.len() > MAX_NODES {
             return Err(EngineError::NoSuchNode(nodes.len() as u32));
         }
-        let pool = RoundPool::new(threads);
+        // The pool's threads wait for rounds awake, so more of them than
+        // cores only take turns with the thread that has the round's work.
+        let cores = std::thread::available_parallelism().map_or(threads, |n| n.get());
+        let pool = RoundPool::new(threads.min(cores));
         Ok(Engine {
             model,
             nodes,

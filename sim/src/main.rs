@@ -75,7 +75,8 @@ enum Cmd {
         #[arg(long)]
         seed: Option<u64>,
         /// Engine threads (results do not depend on it); 1 by default, the
-        /// manifest's with --replay.
+        /// manifest's with --replay. No more run than the machine has cores:
+        /// the pool's threads wait for each round awake.
         #[arg(long)]
         threads: Option<usize>,
         /// Firmware of every node.
