@@ -89,13 +89,7 @@ fn run<const MIN: usize>(threads: usize, tick_work: u32, sim_s: u64) -> (EngineS
 
 /// The best of 5 runs.
 fn best<const MIN: usize>(threads: usize, tick_work: u32, sim_s: u64) -> (EngineStats, f64) {
-    (0..5).map(|_| run::<MIN>(threads, tick_work, sim_s)).fold((EngineStats::default(), f64::MAX), |b, r| {
-        if r.1 < b.1 {
-            r
-        } else {
-            b
-        }
-    })
+    (0..5).map(|_| run::<MIN>(threads, tick_work, sim_s)).min_by(|a, b| a.1.total_cmp(&b.1)).expect("5 runs")
 }
 
 fn main() {

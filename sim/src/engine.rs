@@ -254,8 +254,7 @@ pub trait Model: Send + Sync {
     /// Roughly what an event of `class` costs relative to the others. A
     /// parallel round hands out its costliest nodes first, so the threads
     /// finish together (longest job first). Only speed depends on it.
-    fn event_cost(class: u8) -> u32 {
-        let _ = class;
+    fn event_cost(_class: u8) -> u32 {
         1
     }
 }
@@ -564,13 +563,17 @@ impl<M: Model> Engine<M> {
         }
         let several_nodes = batch.first().map(|e| e.key.node()) != batch.last().map(|e| e.key.node());
         let poolable = batch.len() >= M::PARALLEL_MIN_EVENTS && several_nodes;
-        let parallel = self.pool.is_some() && poolable;
         let round_start = self.profile.is_some().then(std::time::Instant::now);
-        let result = if parallel {
-            self.stats.parallel_rounds += 1;
-            self.run_parallel(&mut batch, bound, bound_time)
-        } else {
-            self.run_sequential(&mut batch, bound, bound_time)
+        // Lent to the round, which also borrows the nodes mutably.
+        let pool = if poolable { self.pool.take() } else { None };
+        let result = match pool {
+            Some(mut pool) => {
+                self.stats.parallel_rounds += 1;
+                let r = self.run_parallel(&mut pool, &mut batch, bound, bound_time);
+                self.pool = Some(pool);
+                r
+            }
+            None => self.run_sequential(&mut batch, bound, bound_time),
         };
         self.batch = batch;
         self.now = self.now.max(first_time);
@@ -709,6 +712,7 @@ impl<M: Model> Engine<M> {
 
     fn run_parallel(
         &mut self,
+        pool: &mut RoundPool,
         batch: &mut Vec<Entry<M::Event>>,
         bound: u64,
         bound_time: Micros,
@@ -774,15 +778,10 @@ impl<M: Model> Engine<M> {
                 }
             }
         };
-        match &mut self.pool {
-            Some(pool) => {
-                // Costliest first; the outputs are still merged in node order.
-                let mut order: Vec<&mut Work<'_, M::Node, M::Event>> = work.iter_mut().collect();
-                order.sort_by_key(|w| std::cmp::Reverse(w.cost));
-                pool.for_each(&mut order, &|w: &mut &mut Work<'_, M::Node, M::Event>| run(w));
-            }
-            None => work.iter_mut().for_each(run),
-        }
+        // Costliest first; the outputs are still merged in node order.
+        let mut order: Vec<&mut Work<'_, M::Node, M::Event>> = work.iter_mut().collect();
+        order.sort_by_key(|w| std::cmp::Reverse(w.cost));
+        pool.for_each(&mut order, &|w: &mut &mut Work<'_, M::Node, M::Event>| run(w));
         let mut result = Ok(());
         for mut w in work {
             if result.is_ok() {
