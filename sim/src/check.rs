@@ -207,9 +207,73 @@ pub fn table(rows: &[CheckRow], misses_only: bool) -> String {
     o
 }
 
+/// Most seeds one `--seeds` may name: a typo like `1..1000000` should be
+/// an error, not a day of runs.
+pub const MAX_SEEDS: u64 = 10_000;
+
+/// Why a `--seeds` value was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SeedsError {
+    /// Neither a range nor a list of integers.
+    #[error("`{0}` is not a seed list: write a range like `3..8` (both ends included) or a list like `1,5,9`")]
+    Syntax(String),
+    /// A range that ends before it starts.
+    #[error("`{0}` ends before it starts: write the smaller seed first")]
+    Backwards(String),
+    /// More seeds than [`MAX_SEEDS`].
+    #[error("`{0}` names {1} seeds; at most {MAX_SEEDS} per check")]
+    TooMany(String, u64),
+}
+
+/// Parses `--seeds`: `a..b` (inclusive) or `s1,s2,…` (kept in order,
+/// repeats dropped).
+pub fn parse_seeds(text: &str) -> Result<Vec<u64>, SeedsError> {
+    let t = text.trim();
+    let syntax = || SeedsError::Syntax(text.to_string());
+    if let Some((a, b)) = t.split_once("..") {
+        let b = b.strip_prefix('=').unwrap_or(b);
+        let (a, b): (u64, u64) = (a.trim().parse().map_err(|_| syntax())?, b.trim().parse().map_err(|_| syntax())?);
+        if b < a {
+            return Err(SeedsError::Backwards(text.to_string()));
+        }
+        let n = (b - a).saturating_add(1);
+        if n > MAX_SEEDS {
+            return Err(SeedsError::TooMany(text.to_string(), n));
+        }
+        return Ok((a..=b).collect());
+    }
+    let mut seeds = Vec::new();
+    for part in t.split(',') {
+        let seed: u64 = part.trim().parse().map_err(|_| syntax())?;
+        if !seeds.contains(&seed) {
+            seeds.push(seed);
+        }
+    }
+    if seeds.len() as u64 > MAX_SEEDS {
+        return Err(SeedsError::TooMany(text.to_string(), seeds.len() as u64));
+    }
+    Ok(seeds)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn seeds_parse_as_inclusive_ranges_or_lists() {
+        assert_eq!(parse_seeds("3..6"), Ok(vec![3, 4, 5, 6]));
+        assert_eq!(parse_seeds("3..=4"), Ok(vec![3, 4]));
+        assert_eq!(parse_seeds(" 7 "), Ok(vec![7]));
+        assert_eq!(parse_seeds("9,1,9,5"), Ok(vec![9, 1, 5]));
+        assert_eq!(parse_seeds("5..5"), Ok(vec![5]));
+        assert_eq!(parse_seeds("6..3"), Err(SeedsError::Backwards("6..3".into())));
+        assert_eq!(parse_seeds("0..10000"), Err(SeedsError::TooMany("0..10000".into(), 10_001)));
+        let all = "0..18446744073709551615";
+        assert_eq!(parse_seeds(all), Err(SeedsError::TooMany(all.into(), u64::MAX)));
+        for bad in ["", "a..3", "1..", "1,,2", "-1", "1.5"] {
+            assert_eq!(parse_seeds(bad), Err(SeedsError::Syntax(bad.into())), "{bad}");
+        }
+    }
 
     fn row(pass: bool, what: &str) -> CheckRow {
         CheckRow {

@@ -235,6 +235,23 @@ fn check_passes_and_fails_on_expectations() {
     assert_eq!(missed.matches("MISS").count(), 2, "{missed}");
     assert!(missed.contains("consensus error in all zones") && missed.contains("by ≥9"), "{missed}");
     assert!(!missed.contains("honest delivery"), "{missed}");
+
+    // Other seeds than the file's, and only the misses.
+    let o = krill(&["check", &good, "--jobs", "1", "--seeds", "3..4"]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
+    assert!(out.contains("2 run(s) of 1 scenario(s), 4 expectation(s), 0 missed"), "{out}");
+    let seeds: Vec<&str> =
+        out.lines().filter(|l| l.starts_with("ok")).filter_map(|l| l.split_whitespace().nth(2)).collect();
+    assert_eq!(seeds, ["3", "3", "4", "4"], "{out}");
+    let o = krill(&["check", &bad, "--jobs", "1", "--misses-only"]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(!out.lines().any(|l| l.starts_with("ok")), "{out}");
+    assert_eq!(out.matches("MISS").count(), 2, "{out}");
+    let o = krill(&["check", &good, "--seeds", "4..3"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
+    assert!(stderr(&o).contains("smaller seed first") && stderr(&o).lines().count() == 1, "{}", stderr(&o));
     let _ = std::fs::remove_dir_all(d);
 }
 
