@@ -1657,7 +1657,8 @@ fn a_rebooted_full_node_still_dates_a_rejection_from_before_the_boot() {
         remediation_attempts: 0,
         entered_at: now.unix_s - 36_000,
     }];
-    let image = NodeImage { state: &state, dag: Default::default(), profiles: &[], standings: &standings };
+    let image =
+        NodeImage { state: &state, dag: Default::default(), profiles: &[], standings: &standings, relatives: &[] };
     let mut cfg = fast_config();
     cfg.role = Role::Full;
     let mut full: TestNode<RealCrypto> = Node::restore(cfg, RealCrypto::new(&identity(9)), now, 7, image);

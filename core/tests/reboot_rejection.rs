@@ -50,7 +50,8 @@ fn persist(store: &mut Store, flash: &mut Flash, node: &TestNode, a: &Action) ->
         Action::PersistProfiles => {
             let profiles: Vec<_> = node.stored_profiles().collect();
             let standings: Vec<_> = node.stored_standings().collect();
-            store.save_profile_image(flash, &profiles, &standings).unwrap();
+            let relatives: Vec<_> = node.stored_relatives().collect();
+            store.save_profile_image(flash, &profiles, &standings, &relatives).unwrap();
             true
         }
         _ => false,
@@ -212,7 +213,8 @@ fn body() {
     let mut amnesiac = {
         let back: Restored<512, 64> = restore(&mut *mesh.flashes[monitor], &ESP32_C3_LAYOUT, boot.unix_s);
         let crypto = RealCrypto::new(&identity(monitor as u8));
-        let image = NodeImage { state: &back.state, dag: back.dag, profiles: &back.profiles, standings: &[] };
+        let image =
+            NodeImage { state: &back.state, dag: back.dag, profiles: &back.profiles, standings: &[], relatives: &[] };
         let mut n: TestNode = Node::restore(cfg.clone(), crypto, boot, 99, image);
         for j in (0..7).filter(|&j| j != monitor) {
             n.register_peer(RealCrypto::new(&identity(j as u8)).public_key()).unwrap();
@@ -321,7 +323,8 @@ fn a_rejection_that_expired_while_off_comes_back_in_its_quarantine() {
         remediation_attempts: 0,
         entered_at: boot.unix_s - 80 * 3600,
     }];
-    let image = NodeImage { state: &state, dag: Default::default(), profiles: &[], standings: &standings };
+    let image =
+        NodeImage { state: &state, dag: Default::default(), profiles: &[], standings: &standings, relatives: &[] };
     let mut node: TestNode = Node::restore(fast_config(), RealCrypto::new(&identity(0)), boot, 7, image);
     let r = node.subject(spiker).expect("remembered").record();
     assert_eq!((r.state(), r.remediation_attempts(), r.assessed_weight()), (SubjectState::Quarantine, 0, 0));
@@ -332,4 +335,48 @@ fn a_rejection_that_expired_while_off_comes_back_in_its_quarantine() {
     assert_eq!(attempts(&tick_out(&mut node, at(1000)), spiker), [] as [u8; 0]);
     assert_eq!(attempts(&tick_out(&mut node, at(h16 - 2000)), spiker), [] as [u8; 0]);
     assert_eq!(attempts(&tick_out(&mut node, at(h16 + 2000)), spiker), [1]);
+}
+
+/// A monitor's learned offsets of its subjects from its own readings (the
+/// relative-drift check) come back from flash, so a drift that began before
+/// a reboot is still measured from the level before it; an image without
+/// them (as written before they were stored) leaves the subjects to learn
+/// afresh.
+#[test]
+fn rebooted_monitor_keeps_its_learned_relative_levels() {
+    std::thread::Builder::new().stack_size(256 << 20).spawn(relative_levels_body).unwrap().join().unwrap();
+}
+
+fn relative_levels_body() {
+    let cfg = fast_config();
+    let mut mesh = Mesh::new(cfg.clone());
+    mesh.run_until(600_000);
+    let monitor = 0;
+    let before: Vec<_> = mesh.nodes[monitor].stored_relatives().collect();
+    let learned = before.iter().filter(|r| r.samples == krill_core::node::RELATIVE_BASE_SAMPLES).count();
+    assert!(learned >= 3, "ten minutes learn the offsets of most neighbours: {before:?}");
+    assert!(persist(
+        &mut mesh.stores[monitor],
+        &mut mesh.flashes[monitor],
+        &mesh.nodes[monitor],
+        &Action::PersistProfiles
+    ));
+
+    let boot = Now::new(0, now_at(mesh.now_ms).unix_s + 3600);
+    let node = reboot(&mut mesh, monitor, &cfg, boot);
+    let after: Vec<_> = node.stored_relatives().collect();
+    assert_eq!(after.len(), before.len());
+    for r in &before {
+        let level = node.subject(r.device).and_then(|s| s.relative()).expect("the level came back");
+        assert_eq!(level.stored(r.device), *r);
+        assert_eq!(level.drift(), mesh.nodes[monitor].subject(r.device).unwrap().relative().unwrap().drift());
+    }
+
+    let back: Restored<512, 64> = restore(&mut *mesh.flashes[monitor], &ESP32_C3_LAYOUT, boot.unix_s);
+    assert_eq!(back.relatives.as_slice(), before.as_slice());
+    let image =
+        NodeImage { state: &back.state, dag: back.dag, profiles: &back.profiles, standings: &[], relatives: &[] };
+    let crypto = RealCrypto::new(&identity(monitor as u8));
+    let amnesiac: TestNode = Node::restore(cfg.clone(), crypto, boot, 99, image);
+    assert_eq!(amnesiac.stored_relatives().count(), 0, "without them every offset is learnt again");
 }

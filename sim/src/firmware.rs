@@ -10,8 +10,8 @@ use krill_core::gateway::DustKey;
 use krill_core::lifecycle::{OwnState, SubjectState};
 use krill_core::node::{Action, Node, NodeConfig, Now, Rng, Role};
 use krill_core::persist::{
-    restore, Flash, FlashError, Layout, RestoreReport, Restored, Status, Store, StoredProfile, SubjectStanding, ERASED,
-    ESP32_C3_LAYOUT, NRF52840_LAYOUT, SECTOR_SIZE,
+    restore, Flash, FlashError, Layout, RestoreReport, Restored, Status, Store, StoredProfile, StoredRelative,
+    SubjectStanding, ERASED, ESP32_C3_LAYOUT, NRF52840_LAYOUT, SECTOR_SIZE,
 };
 use krill_core::types::{DeviceId, PublicKey, QuantityType, Reading, Signature};
 use krill_replay::{Capacities, ConfigSpec, CryptoSpec, Entry, Header, Recorder};
@@ -645,7 +645,8 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
                     self.stats.profile_saves += 1;
                     let profiles: Vec<StoredProfile> = self.node.stored_profiles().collect();
                     let standings: Vec<SubjectStanding> = self.node.stored_standings().collect();
-                    self.store.save_profile_image(&mut self.flash, &profiles, &standings).map(drop)
+                    let relatives: Vec<StoredRelative> = self.node.stored_relatives().collect();
+                    self.store.save_profile_image(&mut self.flash, &profiles, &standings, &relatives).map(drop)
                 }
                 _ => continue,
             };

@@ -123,6 +123,11 @@ enum Cmd {
         /// Print only the expectations that missed (and the totals).
         #[arg(long)]
         misses_only: bool,
+        /// Exit 0 while at most this many expectations miss: a budget for
+        /// seeds the bounds were not tuned on, so CI fails when a change
+        /// makes the thresholds less robust, not on the known misses.
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        allow_misses: usize,
     },
     /// Run a scenario over a range of one parameter and several seeds.
     Sweep {
@@ -208,8 +213,8 @@ fn main() -> ExitCode {
                 },
             }
         }
-        Cmd::Check { paths, jobs, firmware, seeds, misses_only } => {
-            cmd_check(&paths, jobs, firmware, seeds.as_deref(), misses_only)
+        Cmd::Check { paths, jobs, firmware, seeds, misses_only, allow_misses } => {
+            cmd_check(&paths, jobs, firmware, seeds.as_deref(), misses_only, allow_misses)
         }
         Cmd::Sweep { scenario, param, seeds, shard, out, jobs, firmware } => {
             cmd_sweep(&scenario, &param, seeds, shard.as_deref(), out, jobs, firmware)
@@ -544,6 +549,7 @@ fn cmd_check(
     firmware: FirmwareKind,
     seeds: Option<&str>,
     misses_only: bool,
+    allow_misses: usize,
 ) -> ExitCode {
     let seeds = match seeds.map(check::parse_seeds).transpose() {
         Ok(s) => s,
@@ -608,10 +614,17 @@ fn cmd_check(
         rows.len()
     );
     if missed == 0 {
+        return ExitCode::SUCCESS;
+    }
+    outln!("\nmissed:");
+    to_stdout(&check::table(&rows, true));
+    if missed <= allow_misses {
+        outln!("check: {missed} missed, within --allow-misses {allow_misses}");
         ExitCode::SUCCESS
     } else {
-        outln!("\nmissed:");
-        to_stdout(&check::table(&rows, true));
+        if allow_misses > 0 {
+            outln!("check: {missed} missed, more than --allow-misses {allow_misses}");
+        }
         ExitCode::FAILURE
     }
 }

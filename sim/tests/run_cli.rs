@@ -249,6 +249,12 @@ fn check_passes_and_fails_on_expectations() {
     assert_eq!(o.status.code(), Some(1), "{out}");
     assert!(!out.lines().any(|l| l.starts_with("ok")), "{out}");
     assert_eq!(out.matches("MISS").count(), 2, "{out}");
+    let o = krill(&["check", &bad, "--jobs", "1", "--allow-misses", "2"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    assert!(stdout(&o).contains("2 missed, within --allow-misses 2"), "{}", stdout(&o));
+    let o = krill(&["check", &bad, "--jobs", "1", "--allow-misses", "1"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(stdout(&o).contains("2 missed, more than --allow-misses 1"), "{}", stdout(&o));
     let o = krill(&["check", &good, "--seeds", "4..3"]);
     assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
     assert!(stderr(&o).contains("smaller seed first") && stderr(&o).lines().count() == 1, "{}", stderr(&o));

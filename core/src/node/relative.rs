@@ -25,7 +25,8 @@
 //! than half the floor per hour (1 °C/h, the steepest a ±4 °C day climbs)
 //! never gets that far ahead of its hour and accumulates.
 
-use crate::types::QuantityType;
+use crate::persist::StoredRelative;
+use crate::types::{DeviceId, QuantityType};
 
 /// Offset samples averaged into the learned (frozen) offset.
 pub const RELATIVE_BASE_SAMPLES: u16 = 32;
@@ -86,6 +87,36 @@ impl RelativeLevel {
     /// The quantity tracked.
     pub fn quantity(&self) -> QuantityType {
         self.quantity
+    }
+
+    /// What a reboot must keep of it (`persist::StoredRelative`); the vote
+    /// pacing is not kept, the epoch count restarts at boot.
+    pub fn stored(&self, device: DeviceId) -> StoredRelative {
+        StoredRelative {
+            device,
+            quantity: self.quantity,
+            samples: self.samples,
+            base_mean: self.base_mean,
+            base_m2: self.base_m2,
+            running: self.running,
+            hour: self.hour,
+        }
+    }
+
+    /// The tracker a reboot brings back, its hour average aged from
+    /// `now_ms` on (the monotonic clock restarted, and time switched off
+    /// moved nothing). `None` for more samples than a tracker learns.
+    pub fn from_stored(r: &StoredRelative, now_ms: u64) -> Option<Self> {
+        (r.samples <= RELATIVE_BASE_SAMPLES).then_some(RelativeLevel {
+            quantity: r.quantity,
+            samples: r.samples,
+            base_mean: r.base_mean,
+            base_m2: r.base_m2,
+            running: r.running,
+            hour: r.hour,
+            last_ms: now_ms,
+            voted_epoch: None,
+        })
     }
 
     /// One pair heard at `now_ms`: the subject read `theirs` when we read

@@ -1,12 +1,14 @@
-//! A node rebuilt from flash (ES-14.3) and the standings it must keep across
-//! a reboot: the subjects it holds in REJECTION or QUARANTINE, written with
-//! the profiles (`persist::SubjectStanding`, `docs/spec-deviations.md`
-//! "ES-14.3 — rejected subjects survive a reboot").
+//! A node rebuilt from flash (ES-14.3) and what it must keep across a
+//! reboot besides the profiles: the subjects it holds in REJECTION or
+//! QUARANTINE (`persist::SubjectStanding`, `docs/spec-deviations.md`
+//! "ES-14.3 — rejected subjects survive a reboot") and their learned
+//! relative levels (`persist::StoredRelative`, "ES-14.3 — relative levels
+//! survive a reboot").
 
 use super::{Action, BootInfo, DagSynced, Node, Now, Sink};
 use crate::crypto::Crypto;
 use crate::lifecycle::{self, NodeLifecycle, Step, SubjectRecord, SubjectState};
-use crate::persist::{NodeImage, StoredProfile, SubjectStanding};
+use crate::persist::{NodeImage, StoredProfile, StoredRelative, SubjectStanding};
 use crate::profile::{BehavioralProfile, ProfileMode, SubjectKind};
 use crate::types::{DeviceId, Timestamp};
 
@@ -31,9 +33,10 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
     /// ([`NodeLifecycle::restore`]); the krill_profiles image rebuilds the
     /// subjects (see `restore_profiles` and `docs/spec-deviations.md` for
     /// what comes back), and its standings bring back, in the same call, the
-    /// subjects this node had rejected or quarantined.
+    /// subjects this node had rejected or quarantined, and its relative
+    /// levels the offsets a slow drift is measured against.
     pub fn restore(cfg: super::NodeConfig, crypto: C, now: Now, first_query_id: u32, image: NodeImage<'_, D>) -> Self {
-        let NodeImage { state, dag, profiles, standings } = image;
+        let NodeImage { state, dag, profiles, standings, relatives } = image;
         let mut node = Self::new(cfg, crypto, now, first_query_id);
         for e in dag.entries() {
             let w = if e.device == node.id { e.weight } else { e.weight.min(lifecycle::NEONATAL_WEIGHT) };
@@ -44,6 +47,7 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
         node.own = NodeLifecycle::restore(node.id, node.cfg.lifecycle, state, now.mono_ms, now.unix_s);
         node.restore_profiles(profiles, now);
         node.restore_standings(standings, now);
+        node.restore_relatives(relatives, now);
         node.boot = BootInfo {
             boot_count: state.boot_count.wrapping_add(1),
             last_boot: now.unix_s,
@@ -163,6 +167,33 @@ impl<C: Crypto, const N: usize, const D: usize, const G: usize, const B: usize> 
             self.field.invalidate_device(st.device);
             self.standings.retain(|t| t.device != st.device);
             let _ = self.standings.push(Standing { device: st.device, entered_at });
+        }
+    }
+
+    /// The learned relative levels to write with the profiles (see
+    /// `persist::StoredRelative`).
+    pub fn stored_relatives(&self) -> impl Iterator<Item = StoredRelative> + '_ {
+        self.subjects.iter().filter_map(|(id, s)| s.relative.as_ref().map(|r| r.stored(*id)))
+    }
+
+    /// Brings back the subjects' learned offsets from our readings, so a
+    /// drift that began before the reboot is still measured from the level
+    /// before it. Our own id, invalid records and subjects beyond the table
+    /// are skipped.
+    fn restore_relatives(&mut self, relatives: &[StoredRelative], now: Now) {
+        for r in relatives {
+            if r.device == self.id {
+                continue;
+            }
+            let Some(level) = super::RelativeLevel::from_stored(r, now.mono_ms) else {
+                continue;
+            };
+            let Some((_, s)) =
+                self.subject_slot(r.device, SubjectKind::Nano, now).and_then(|i| self.subjects.get_mut(i))
+            else {
+                continue;
+            };
+            s.relative = Some(level);
         }
     }
 

@@ -450,15 +450,84 @@ impl SubjectStanding {
     }
 }
 
+/// A subject's learned offset from our own readings (`node::RelativeLevel`,
+/// the relative-drift check): written in the krill_profiles image after the
+/// standings, so a monitor that reboots still holds a slow drifter to the
+/// level it had before the drift, not to where it has drifted by the boot.
+/// See `docs/spec-deviations.md` "ES-14.3 — relative levels survive a
+/// reboot".
+///
+/// Layout (28 bytes, LE): 0 `device` [8] · 8 `quantity` · 9 zero ·
+/// 10 `samples` u16 · 12 `base_mean` f32 · 16 `base_m2` f32 · 20 `running`
+/// f32 · 24 `hour` f32 (physical units of the quantity).
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct StoredRelative {
+    /// The subject.
+    pub device: DeviceId,
+    /// The quantity whose offset is tracked.
+    pub quantity: QuantityType,
+    /// Offset samples learned (the offset is frozen at 32).
+    pub samples: u16,
+    /// The learned offset, subject minus us.
+    pub base_mean: f32,
+    /// Sum of squared deviations of the learned samples (Welford).
+    pub base_m2: f32,
+    /// The running offset.
+    pub running: f32,
+    /// The running offset's hour average.
+    pub hour: f32,
+}
+
+impl StoredRelative {
+    /// Record size.
+    pub const LEN: usize = 28;
+
+    /// The documented layout.
+    pub fn to_bytes(&self) -> [u8; Self::LEN] {
+        let mut b = [0u8; Self::LEN];
+        b[0..8].copy_from_slice(&self.device.0);
+        b[8] = self.quantity.to_u8();
+        b[10..12].copy_from_slice(&self.samples.to_le_bytes());
+        for (at, v) in [(12, self.base_mean), (16, self.base_m2), (20, self.running), (24, self.hour)] {
+            b[at..at + 4].copy_from_slice(&v.to_bits().to_le_bytes());
+        }
+        b
+    }
+
+    /// Reads the layout; a non-finite figure, a negative `base_m2` or a
+    /// non-zero reserved byte is [`Invalid::BadField`].
+    pub fn from_bytes(b: &[u8]) -> Result<Self, Invalid> {
+        let b = b.get(..Self::LEN).ok_or(Invalid::BadLength)?;
+        let f = |at| f32::from_bits(le::u32_at(b, at).unwrap_or(0));
+        let r = StoredRelative {
+            device: DeviceId::from_slice(b).unwrap_or_default(),
+            quantity: QuantityType::from_u8(b[8]),
+            samples: le::u16_at(b, 10).unwrap_or(0),
+            base_mean: f(12),
+            base_m2: f(16),
+            running: f(20),
+            hour: f(24),
+        };
+        let finite = [r.base_mean, r.base_m2, r.running, r.hour].iter().all(|v| v.is_finite());
+        if b[9] != 0 || !finite || r.base_m2 < 0.0 {
+            return Err(Invalid::BadField);
+        }
+        Ok(r)
+    }
+}
+
 /// DAG image prefix before the entries: `entry_count u16 | tip_hash [20] |
 /// 2 zero bytes` (ES-14.3's header; its checksum is the bank's).
 pub const DAG_IMAGE_HEADER: usize = 24;
 /// DAG append record: sequence tag 2 + entry 62 + CRC 4.
 pub const DAG_APPEND_RECORD: usize = DagEntry::LEN + 6;
 /// Profile image prefix: `profile_count u16 | standing_count u16`, followed
-/// by the profiles and then the [`SubjectStanding`]s. Images written before
-/// the standings existed have 0 in the second field (it was reserved zero),
-/// so they restore unchanged, with no standings.
+/// by the profiles, the [`SubjectStanding`]s and then the
+/// [`StoredRelative`]s, as many as the rest of the payload holds. Images
+/// written before the standings existed have 0 in the second field (it was
+/// reserved zero), and those written before the relative levels end after
+/// the standings, so both restore unchanged.
 pub const PROFILE_IMAGE_HEADER: usize = 4;
 /// Journal record size of the critical state.
 pub const STATE_RECORD: usize = store::journal_record_len(PersistedState::LEN);
@@ -473,7 +542,12 @@ pub const fn profile_image_len(n: usize) -> usize {
 }
 /// Bytes a profile image of `n` profiles and `m` standings takes in a bank.
 pub const fn profile_image_len_with(n: usize, m: usize) -> usize {
-    BANK_HEADER + PROFILE_IMAGE_HEADER + n * StoredProfile::LEN + m * SubjectStanding::LEN
+    profile_image_len_all(n, m, 0)
+}
+/// Bytes a profile image of `n` profiles, `m` standings and `k` relative
+/// levels takes in a bank.
+pub const fn profile_image_len_all(n: usize, m: usize, k: usize) -> usize {
+    BANK_HEADER + PROFILE_IMAGE_HEADER + n * StoredProfile::LEN + m * SubjectStanding::LEN + k * StoredRelative::LEN
 }
 /// Bytes the meta image takes in a bank.
 pub const META_IMAGE_LEN: usize = BANK_HEADER + MetaRecord::LEN;
@@ -652,6 +726,9 @@ pub struct Restored<const D: usize, const P: usize> {
     /// Rejected and quarantined subjects; beyond `P` they count in
     /// `report.profiles_dropped`.
     pub standings: heapless::Vec<SubjectStanding, P>,
+    /// Learned offsets of subjects from our readings; beyond `P` they count
+    /// in `report.profiles_dropped`.
+    pub relatives: heapless::Vec<StoredRelative, P>,
     /// Which partitions fell back and why.
     pub report: RestoreReport,
     /// Handles to keep writing with.
@@ -668,6 +745,7 @@ impl<const D: usize, const P: usize> Restored<D, P> {
             dag: core::mem::take(&mut self.dag),
             profiles: &self.profiles,
             standings: &self.standings,
+            relatives: &self.relatives,
         }
     }
 }
@@ -687,6 +765,8 @@ pub struct NodeImage<'a, const D: usize> {
     pub profiles: &'a [StoredProfile],
     /// The krill_profiles image's rejected and quarantined subjects.
     pub standings: &'a [SubjectStanding],
+    /// The krill_profiles image's learned relative levels.
+    pub relatives: &'a [StoredRelative],
 }
 
 /// ES-14.3 boot restore: reads every partition of `layout`, takes the newest
@@ -738,14 +818,22 @@ pub fn restore<F: Flash, const D: usize, const P: usize>(
     let (dag_banks, dag) = restore_dag::<F, D>(flash, layout.dag, now, &mut report);
     let mut profiles = heapless::Vec::new();
     let mut standings = heapless::Vec::new();
-    let profile_banks =
-        layout.profiles.map(|part| restore_profiles(flash, part, &mut profiles, &mut standings, &mut report));
+    let mut relatives = heapless::Vec::new();
+    let profile_banks = layout.profiles.map(|part| {
+        restore_profiles(
+            flash,
+            part,
+            ProfileSet { profiles: &mut profiles, standings: &mut standings, relatives: &mut relatives },
+            &mut report,
+        )
+    });
     Restored {
         meta,
         state,
         dag,
         profiles,
         standings,
+        relatives,
         report,
         store: Store { meta: meta_banks, state: journal, dag: dag_banks, profiles: profile_banks },
     }
@@ -832,13 +920,20 @@ fn restore_dag<F: Flash, const D: usize>(
     (banks, dag)
 }
 
+/// Where [`restore_profiles`] puts the three sections of the image.
+struct ProfileSet<'a, const P: usize> {
+    profiles: &'a mut heapless::Vec<StoredProfile, P>,
+    standings: &'a mut heapless::Vec<SubjectStanding, P>,
+    relatives: &'a mut heapless::Vec<StoredRelative, P>,
+}
+
 fn restore_profiles<F: Flash, const P: usize>(
     flash: &mut F,
     part: Partition,
-    out: &mut heapless::Vec<StoredProfile, P>,
-    standings: &mut heapless::Vec<SubjectStanding, P>,
+    set: ProfileSet<'_, P>,
     report: &mut RestoreReport,
 ) -> Banks {
+    let ProfileSet { profiles: out, standings, relatives } = set;
     let (banks, s) = Banks::scan(flash, part, KIND_PROFILES);
     report.profiles = Status::from_scan(s.seq, s.invalid, s.why);
     if !banks.has_image() {
@@ -848,9 +943,13 @@ fn restore_profiles<F: Flash, const P: usize>(
     let r = banks.read_payload(flash, 0, &mut head).and_then(|_| {
         let n = le::u16_at(&head, 0).unwrap_or(0) as usize;
         let m = le::u16_at(&head, 2).unwrap_or(0) as usize;
-        if profile_image_len_with(n, m) - BANK_HEADER != banks.payload_len() as usize {
+        let rest = (banks.payload_len() as usize)
+            .checked_sub(profile_image_len_with(n, m) - BANK_HEADER)
+            .ok_or(Invalid::BadLength)?;
+        if !rest.is_multiple_of(StoredRelative::LEN) {
             return Err(Invalid::BadLength);
         }
+        let k = rest / StoredRelative::LEN;
         let mut buf = [0u8; StoredProfile::LEN];
         for i in 0..n {
             banks.read_payload(flash, (PROFILE_IMAGE_HEADER + i * StoredProfile::LEN) as u32, &mut buf)?;
@@ -867,11 +966,20 @@ fn restore_profiles<F: Flash, const P: usize>(
                 report.profiles_dropped = report.profiles_dropped.saturating_add(1);
             }
         }
+        let base = base + m * SubjectStanding::LEN;
+        let mut rbuf = [0u8; StoredRelative::LEN];
+        for i in 0..k {
+            banks.read_payload(flash, (base + i * StoredRelative::LEN) as u32, &mut rbuf)?;
+            if relatives.push(StoredRelative::from_bytes(&rbuf)?).is_err() {
+                report.profiles_dropped = report.profiles_dropped.saturating_add(1);
+            }
+        }
         Ok(())
     });
     if let Err(why) = r {
         out.clear();
         standings.clear();
+        relatives.clear();
         report.profiles_dropped = 0;
         report.profiles = Status::Fallback { why };
     }
@@ -938,22 +1046,25 @@ impl Store {
     /// writes [`Store::save_profile_image`] instead, or a reboot forgets
     /// whom it rejected.
     pub fn save_profiles<F: Flash>(&mut self, flash: &mut F, profiles: &[StoredProfile]) -> Result<u32, WriteError> {
-        self.save_profile_image(flash, profiles, &[])
+        self.save_profile_image(flash, profiles, &[], &[])
     }
 
-    /// Writes the profiles and the rejected/quarantined subjects as a fresh
-    /// krill_profiles image (every 10th epoch, and whenever a subject enters
-    /// or leaves REJECTION/QUARANTINE).
+    /// Writes the profiles, the rejected/quarantined subjects and the
+    /// learned relative levels as a fresh krill_profiles image (every 10th
+    /// epoch, and whenever a subject enters or leaves REJECTION/QUARANTINE).
     pub fn save_profile_image<F: Flash>(
         &mut self,
         flash: &mut F,
         profiles: &[StoredProfile],
         standings: &[SubjectStanding],
+        relatives: &[StoredRelative],
     ) -> Result<u32, WriteError> {
         let banks = self.profiles.as_mut().ok_or(WriteError::TooLarge)?;
         let n = u16::try_from(profiles.len()).map_err(|_| WriteError::TooLarge)?;
         let m = u16::try_from(standings.len()).map_err(|_| WriteError::TooLarge)?;
-        if profile_image_len_with(profiles.len(), standings.len()) - BANK_HEADER > banks.capacity() as usize {
+        if profile_image_len_all(profiles.len(), standings.len(), relatives.len()) - BANK_HEADER
+            > banks.capacity() as usize
+        {
             return Err(WriteError::TooLarge);
         }
         let mut w = banks.begin(flash)?;
@@ -966,6 +1077,9 @@ impl Store {
         }
         for st in standings {
             w.push(flash, &st.to_bytes())?;
+        }
+        for r in relatives {
+            w.push(flash, &r.to_bytes())?;
         }
         banks.commit(flash, w)
     }

@@ -89,6 +89,26 @@ fn profile(n: u8) -> StoredProfile {
     }
 }
 
+/// Commits `payload` as the next krill_profiles image, whatever it holds.
+fn commit_raw_profile_image(f: &mut TestFlash, payload: &[u8]) {
+    let mut banks = Banks::scan(f, SMALL.profiles.unwrap(), KIND_PROFILES).0;
+    let mut w = banks.begin(f).unwrap();
+    w.push(f, payload).unwrap();
+    banks.commit(f, w).unwrap();
+}
+
+fn relative(n: u8) -> StoredRelative {
+    StoredRelative {
+        device: DeviceId([0x60 + n; 8]),
+        quantity: QuantityType::Temperature,
+        samples: 32 - u16::from(n),
+        base_mean: -0.25 * f32::from(n),
+        base_m2: 0.5 + f32::from(n),
+        running: 0.1 * f32::from(n),
+        hour: 0.05 * f32::from(n),
+    }
+}
+
 fn standing(n: u8, state: u8) -> SubjectStanding {
     SubjectStanding {
         device: DeviceId([0x40 + n; 8]),
@@ -477,9 +497,9 @@ fn standings_survive_every_cut_and_flip() {
     let quar = standing(2, lifecycle_code::QUARANTINE);
     torn_and_flipped(
         |f, s| {
-            s.save_profile_image(f, &[profile(0)], &[rej]).unwrap();
+            s.save_profile_image(f, &[profile(0)], &[rej], &[]).unwrap();
         },
-        |f, s| s.save_profile_image(f, &[profile(0), profile(1)], &[rej, quar]).map(|_| ()),
+        |f, s| s.save_profile_image(f, &[profile(0), profile(1)], &[rej, quar], &[]).map(|_| ()),
         obs,
         0xE000..0xE000 + profile_image_len_with(2, 2),
         1,
@@ -494,7 +514,7 @@ fn standings_survive_every_cut_and_flip() {
 fn profile_images_without_standings_still_restore() {
     let mut f = Box::new(TestFlash::new());
     let mut st = boot(&mut f).store;
-    st.save_profile_image(&mut *f, &[profile(1)], &[standing(1, lifecycle_code::REJECTION)]).unwrap();
+    st.save_profile_image(&mut *f, &[profile(1)], &[standing(1, lifecycle_code::REJECTION)], &[]).unwrap();
     let r = boot(&mut f);
     assert_eq!(r.profiles.as_slice(), &[profile(1)]);
     assert_eq!(r.standings.as_slice(), &[standing(1, lifecycle_code::REJECTION)]);
@@ -504,6 +524,66 @@ fn profile_images_without_standings_still_restore() {
     assert_eq!(r.profiles.as_slice(), &[profile(2)]);
     assert!(r.standings.is_empty());
     assert_eq!(profile_image_len(3), profile_image_len_with(3, 0));
+}
+
+/// Relative levels survive every cut and flip with the rest of the image.
+#[test]
+fn relatives_survive_every_cut_and_flip() {
+    let obs =
+        |r: &R| (r.standings.iter().copied().collect::<Vec<_>>(), r.relatives.iter().copied().collect::<Vec<_>>());
+    let rej = standing(1, lifecycle_code::REJECTION);
+    torn_and_flipped(
+        |f, s| {
+            s.save_profile_image(f, &[profile(0)], &[rej], &[relative(0)]).unwrap();
+        },
+        |f, s| s.save_profile_image(f, &[profile(0), profile(1)], &[rej], &[relative(0), relative(1)]).map(|_| ()),
+        obs,
+        0xE000..0xE000 + profile_image_len_all(2, 1, 2),
+        1,
+        &[],
+        1,
+    );
+}
+
+#[test]
+fn relative_round_trips_and_refuses_bad_fields() {
+    for n in 0..3 {
+        let r = relative(n);
+        assert_eq!(StoredRelative::from_bytes(&r.to_bytes()), Ok(r));
+    }
+    let good = relative(2).to_bytes();
+    assert_eq!(&good[8..12], &[QuantityType::Temperature.to_u8(), 0, 30, 0]);
+    assert_eq!(&good[12..16], &(-0.5f32).to_bits().to_le_bytes());
+    for (at, v) in [(12, f32::NAN), (16, f32::INFINITY), (20, f32::NEG_INFINITY), (24, f32::NAN), (16, -1.0)] {
+        let mut b = good;
+        b[at..at + 4].copy_from_slice(&v.to_bits().to_le_bytes());
+        assert_eq!(StoredRelative::from_bytes(&b), Err(Invalid::BadField), "{v} at {at}");
+    }
+    let mut b = good;
+    b[9] = 1;
+    assert_eq!(StoredRelative::from_bytes(&b), Err(Invalid::BadField));
+    assert_eq!(StoredRelative::from_bytes(&good[..27]), Err(Invalid::BadLength));
+}
+
+/// Images end after the standings (as before relative levels were
+/// stored) or after whole relative records; anything else is refused as a
+/// whole.
+#[test]
+fn relative_records_must_fill_the_rest_of_the_payload() {
+    let mut f = Box::new(TestFlash::new());
+    let mut st = boot(&mut f).store;
+    st.save_profile_image(&mut *f, &[profile(1)], &[], &[relative(1), relative(2)]).unwrap();
+    let r = boot(&mut f);
+    assert_eq!(r.relatives.as_slice(), &[relative(1), relative(2)]);
+    assert_eq!(r.profiles.as_slice(), &[profile(1)]);
+    let mut payload = Vec::new();
+    payload.extend_from_slice(&[1, 0, 0, 0]);
+    payload.extend_from_slice(&profile(1).to_bytes());
+    payload.extend_from_slice(&relative(1).to_bytes()[..20]);
+    commit_raw_profile_image(&mut f, &payload);
+    let r = boot(&mut f);
+    assert!(r.profiles.is_empty() && r.relatives.is_empty());
+    assert_eq!(r.report.profiles, Status::Fallback { why: Invalid::BadLength });
 }
 
 #[test]
@@ -535,16 +615,13 @@ fn standing_round_trips_and_refuses_bad_fields() {
 fn standing_count_must_match_the_payload() {
     let mut f = Box::new(TestFlash::new());
     let mut st = boot(&mut f).store;
-    st.save_profile_image(&mut *f, &[profile(1)], &[standing(1, lifecycle_code::REJECTION)]).unwrap();
+    st.save_profile_image(&mut *f, &[profile(1)], &[standing(1, lifecycle_code::REJECTION)], &[]).unwrap();
     // Rewrite the same payload with a header claiming two standings.
     let mut payload = Vec::new();
     payload.extend_from_slice(&[1, 0, 2, 0]);
     payload.extend_from_slice(&profile(1).to_bytes());
     payload.extend_from_slice(&standing(1, lifecycle_code::REJECTION).to_bytes());
-    let mut banks = Banks::scan(&mut *f, SMALL.profiles.unwrap(), KIND_PROFILES).0;
-    let mut w = banks.begin(&mut *f).unwrap();
-    w.push(&mut *f, &payload).unwrap();
-    banks.commit(&mut *f, w).unwrap();
+    commit_raw_profile_image(&mut f, &payload);
     let r = boot(&mut f);
     assert!(r.profiles.is_empty() && r.standings.is_empty());
     assert_eq!(r.report.profiles, Status::Fallback { why: Invalid::BadLength });

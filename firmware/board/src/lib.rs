@@ -10,7 +10,8 @@ use embedded_storage::nor_flash::NorFlash;
 use krill_core::crypto::Crypto;
 use krill_core::node::{Action, Node, Rng};
 use krill_core::persist::{
-    crc32, Flash, FlashError, Layout, Partition, Store, StoredProfile, SubjectStanding, WriteError, SECTOR_SIZE,
+    crc32, Flash, FlashError, Layout, Partition, Store, StoredProfile, StoredRelative, SubjectStanding, WriteError,
+    SECTOR_SIZE,
 };
 use krill_core::types::DeviceId;
 
@@ -206,7 +207,13 @@ impl<F: Flash, const P: usize> Persistence<F, P> {
                         break;
                     }
                 }
-                self.store.save_profile_image(&mut self.flash, &v, &standings).map(|_| ())
+                let mut relatives: heapless::Vec<StoredRelative, P> = heapless::Vec::new();
+                for r in node.stored_relatives() {
+                    if relatives.push(r).is_err() {
+                        break;
+                    }
+                }
+                self.store.save_profile_image(&mut self.flash, &v, &standings, &relatives).map(|_| ())
             }
             _ => return None,
         };

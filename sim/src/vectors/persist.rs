@@ -299,7 +299,7 @@ fn script(c: &ScriptCase) -> Outcome {
             Op::SaveImage(n, standings) => {
                 let ps: Vec<_> = (0..*n).map(profile).collect();
                 let ss: Vec<_> = standings.iter().map(StandingCase::standing).collect();
-                Some(st.save_profile_image(&mut *f, &ps, &ss).map(|_| ()))
+                Some(st.save_profile_image(&mut *f, &ps, &ss, &[]).map(|_| ()))
             }
             Op::DagAppend(d) => {
                 let t = Trace {
