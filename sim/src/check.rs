@@ -255,9 +255,105 @@ pub fn parse_seeds(text: &str) -> Result<Vec<u64>, SeedsError> {
     Ok(seeds)
 }
 
+/// One line of a known-misses file: `scenario seed expectation…`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KnownMiss {
+    /// Scenario name.
+    pub scenario: String,
+    /// Seed.
+    pub seed: u64,
+    /// The expectation, in the words [`describe`] gives it.
+    pub expectation: String,
+}
+
+impl KnownMiss {
+    fn matches(&self, r: &CheckRow) -> bool {
+        self.scenario == r.scenario && self.seed == r.seed && self.expectation == r.result.expectation
+    }
+}
+
+/// A known-misses file that could not be read.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("line {line}: `{text}` is not `SCENARIO SEED EXPECTATION` (the words `krill check` prints for it)")]
+pub struct KnownMissError {
+    /// 1-based line number.
+    pub line: usize,
+    /// The line.
+    pub text: String,
+}
+
+/// Parses a known-misses file: one miss per line as `scenario seed
+/// expectation`, the expectation exactly as `krill check` prints it; blank
+/// lines and `#` comments are skipped.
+pub fn parse_known_misses(text: &str) -> Result<Vec<KnownMiss>, KnownMissError> {
+    let mut out = Vec::new();
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let bad = || KnownMissError { line: i + 1, text: line.to_string() };
+        let mut parts = line.splitn(3, char::is_whitespace);
+        let (Some(scenario), Some(seed), Some(expectation)) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(bad());
+        };
+        let seed = seed.parse().map_err(|_| bad())?;
+        let expectation = expectation.trim();
+        if expectation.is_empty() {
+            return Err(bad());
+        }
+        out.push(KnownMiss { scenario: scenario.to_string(), seed, expectation: expectation.to_string() });
+    }
+    Ok(out)
+}
+
+/// The misses of `rows` that `known` does not list, and the entries of
+/// `known` that no longer miss (passed, or not run).
+pub fn against_known<'a>(rows: &'a [CheckRow], known: &'a [KnownMiss]) -> (Vec<&'a CheckRow>, Vec<&'a KnownMiss>) {
+    let new = rows.iter().filter(|r| !r.result.pass && !known.iter().any(|k| k.matches(r))).collect();
+    let stale = known.iter().filter(|k| !rows.iter().any(|r| !r.result.pass && k.matches(r))).collect();
+    (new, stale)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn known_misses_name_exactly_which_expectations_may_miss() {
+        let text =
+            "# seeds 3..10\n\nfire 3 no honest node rejected by an honest monitor\nrelay 6 attacker 4 rejected\n";
+        let known = parse_known_misses(text).unwrap();
+        assert_eq!(known.len(), 2);
+        assert_eq!((known[0].scenario.as_str(), known[0].seed), ("fire", 3));
+        assert_eq!(known[0].expectation, "no honest node rejected by an honest monitor");
+        let row = |scenario: &str, seed, what: &str, pass| CheckRow {
+            file: "x.ron".into(),
+            scenario: scenario.into(),
+            seed,
+            result: ExpectationResult {
+                expectation: what.into(),
+                pass,
+                measured: "1".into(),
+                bound: "0".into(),
+                value: None,
+            },
+        };
+        let rows = [
+            row("fire", 3, "no honest node rejected by an honest monitor", false),
+            row("fire", 4, "no honest node rejected by an honest monitor", false),
+            row("relay", 6, "attacker 4 rejected", true),
+        ];
+        let (new, stale) = against_known(&rows, &known);
+        assert_eq!(new.len(), 1);
+        assert_eq!(new[0].seed, 4, "the same expectation on another seed is a new miss");
+        assert_eq!(stale.len(), 1);
+        assert_eq!(stale[0].scenario, "relay", "a known miss that passes now is stale");
+        for bad in ["fire", "fire 3", "fire x no honest", "fire 3   "] {
+            assert!(parse_known_misses(bad).is_err(), "{bad}");
+        }
+        assert_eq!(parse_known_misses("a b c\n").unwrap_err().line, 1);
+    }
 
     #[test]
     fn seeds_parse_as_inclusive_ranges_or_lists() {

@@ -249,12 +249,33 @@ fn check_passes_and_fails_on_expectations() {
     assert_eq!(o.status.code(), Some(1), "{out}");
     assert!(!out.lines().any(|l| l.starts_with("ok")), "{out}");
     assert_eq!(out.matches("MISS").count(), 2, "{out}");
-    let o = krill(&["check", &bad, "--jobs", "1", "--allow-misses", "2"]);
+    // A known-misses file: exactly its misses pass; one left out is a new
+    // miss, one listed that passes is stale; a malformed line is an error.
+    let consensus = "consensus error in all zones below 0.0001 from 0 s";
+    let detected = "attacker 4 flagged by ≥9 honest monitors within 60 s";
+    let known = |lines: &[&str]| write(&d, "known.txt", &format!("# known\n{}\n", lines.join("\n")));
+    let both = known(&[&format!("tiny 3 {consensus}"), &format!("tiny 3 {detected}")]);
+    let o = krill(&["check", &bad, "--jobs", "1", "--known-misses", &both]);
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
-    assert!(stdout(&o).contains("2 missed, within --allow-misses 2"), "{}", stdout(&o));
-    let o = krill(&["check", &bad, "--jobs", "1", "--allow-misses", "1"]);
+    assert!(stdout(&o).contains("every miss is a known one (2 listed)"), "{}", stdout(&o));
+    let one = known(&[&format!("tiny 3 {consensus}")]);
+    let o = krill(&["check", &bad, "--jobs", "1", "--known-misses", &one]);
     assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
-    assert!(stdout(&o).contains("2 missed, more than --allow-misses 1"), "{}", stdout(&o));
+    let new = stdout(&o).split("new misses").nth(1).unwrap_or_default().to_string();
+    assert!(new.contains("by ≥9") && !new.contains("consensus"), "{}", stdout(&o));
+    let stale =
+        known(&[&format!("tiny 3 {consensus}"), &format!("tiny 3 {detected}"), "tiny 3 honest delivery ≥ 50.0 %"]);
+    let o = krill(&["check", &bad, "--jobs", "1", "--known-misses", &stale]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("no longer missed, remove from the known-misses file: tiny 3 honest"),
+        "{}",
+        stdout(&o)
+    );
+    let garbled = known(&["bad one consensus"]);
+    let o = krill(&["check", &bad, "--known-misses", &garbled]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("line 2") && stderr(&o).lines().count() == 1, "{}", stderr(&o));
     let o = krill(&["check", &good, "--seeds", "4..3"]);
     assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
     assert!(stderr(&o).contains("smaller seed first") && stderr(&o).lines().count() == 1, "{}", stderr(&o));
