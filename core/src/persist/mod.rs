@@ -819,14 +819,9 @@ pub fn restore<F: Flash, const D: usize, const P: usize>(
     let mut profiles = heapless::Vec::new();
     let mut standings = heapless::Vec::new();
     let mut relatives = heapless::Vec::new();
-    let profile_banks = layout.profiles.map(|part| {
-        restore_profiles(
-            flash,
-            part,
-            ProfileSet { profiles: &mut profiles, standings: &mut standings, relatives: &mut relatives },
-            &mut report,
-        )
-    });
+    let profile_banks = layout
+        .profiles
+        .map(|part| restore_profiles(flash, part, &mut profiles, &mut standings, &mut relatives, &mut report));
     Restored {
         meta,
         state,
@@ -920,20 +915,14 @@ fn restore_dag<F: Flash, const D: usize>(
     (banks, dag)
 }
 
-/// Where [`restore_profiles`] puts the three sections of the image.
-struct ProfileSet<'a, const P: usize> {
-    profiles: &'a mut heapless::Vec<StoredProfile, P>,
-    standings: &'a mut heapless::Vec<SubjectStanding, P>,
-    relatives: &'a mut heapless::Vec<StoredRelative, P>,
-}
-
 fn restore_profiles<F: Flash, const P: usize>(
     flash: &mut F,
     part: Partition,
-    set: ProfileSet<'_, P>,
+    out: &mut heapless::Vec<StoredProfile, P>,
+    standings: &mut heapless::Vec<SubjectStanding, P>,
+    relatives: &mut heapless::Vec<StoredRelative, P>,
     report: &mut RestoreReport,
 ) -> Banks {
-    let ProfileSet { profiles: out, standings, relatives } = set;
     let (banks, s) = Banks::scan(flash, part, KIND_PROFILES);
     report.profiles = Status::from_scan(s.seq, s.invalid, s.why);
     if !banks.has_image() {

@@ -195,24 +195,10 @@ impl<F: Flash, const P: usize> Persistence<F, P> {
             Action::PersistDagAppend(e) => self.store.record_dag(&mut self.flash, node.dag(), e),
             Action::PersistDagCompact => self.store.compact_dag(&mut self.flash, node.dag().entries()).map(|_| ()),
             Action::PersistProfiles => {
-                let mut v: heapless::Vec<StoredProfile, P> = heapless::Vec::new();
-                for p in node.stored_profiles() {
-                    if v.push(p).is_err() {
-                        break;
-                    }
-                }
-                let mut standings: heapless::Vec<SubjectStanding, P> = heapless::Vec::new();
-                for s in node.stored_standings() {
-                    if standings.push(s).is_err() {
-                        break;
-                    }
-                }
-                let mut relatives: heapless::Vec<StoredRelative, P> = heapless::Vec::new();
-                for r in node.stored_relatives() {
-                    if relatives.push(r).is_err() {
-                        break;
-                    }
-                }
+                // At most `P` of each: `take` keeps `collect` from overflowing.
+                let v: heapless::Vec<StoredProfile, P> = node.stored_profiles().take(P).collect();
+                let standings: heapless::Vec<SubjectStanding, P> = node.stored_standings().take(P).collect();
+                let relatives: heapless::Vec<StoredRelative, P> = node.stored_relatives().take(P).collect();
                 self.store.save_profile_image(&mut self.flash, &v, &standings, &relatives).map(|_| ())
             }
             _ => return None,
