@@ -288,13 +288,28 @@ mod tests {
 
     const SIZE: usize = 0x10_0000;
 
-    fn pair() -> (WordFlash<WordNor>, Box<RamFlash<SIZE>>) {
-        (WordFlash::new(WordNor::new(SIZE), &NRF52840_LAYOUT, None), Box::default())
+    fn word_flash() -> WordFlash<WordNor> {
+        WordFlash::new(WordNor::new(SIZE), &NRF52840_LAYOUT, None)
+    }
+
+    /// Runs `f` on a thread with an 8 MiB stack: an unoptimised build passes
+    /// a 1 MiB `RamFlash` through the stack more than once on its way into a
+    /// box, which overflows a test thread's 2 MiB.
+    fn with_room_for_a_ram_flash(f: impl FnOnce() + Send + 'static) {
+        let t = std::thread::Builder::new().stack_size(8 << 20).spawn(f).expect("spawn a test thread");
+        if let Err(panic) = t.join() {
+            std::panic::resume_unwind(panic);
+        }
     }
 
     #[test]
     fn byte_writes_behave_as_on_the_cores_model_flash() {
-        let (mut w, mut r) = pair();
+        with_room_for_a_ram_flash(byte_writes_match_the_model);
+    }
+
+    fn byte_writes_match_the_model() {
+        let mut w = word_flash();
+        let mut r: Box<RamFlash<SIZE>> = Box::default();
         let base = NRF52840_LAYOUT.state.offset;
         let mut seed = 7u32;
         let mut next = || {
@@ -319,7 +334,7 @@ mod tests {
 
     #[test]
     fn writes_outside_the_partitions_are_refused() {
-        let (mut w, _) = pair();
+        let mut w = word_flash();
         assert_eq!(w.write(0x1000, &[0]), Err(FlashError::OutOfBounds), "the image");
         assert_eq!(w.erase(0xF_4000), Err(FlashError::OutOfBounds), "the bootloader");
         let end = NRF52840_LAYOUT.state.end();
@@ -367,7 +382,7 @@ mod tests {
 
     #[test]
     fn the_cores_journal_restores_through_word_flash() {
-        let (mut w, _) = pair();
+        let mut w = word_flash();
         let first: Restored<64, 0> = restore(&mut w, &NRF52840_LAYOUT, 1_000);
         let mut store = first.store;
         let mut last = PersistedState::first_boot(1_000);
