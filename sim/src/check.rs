@@ -48,6 +48,21 @@ pub fn describe(e: &Expectation) -> String {
     }
 }
 
+/// Whether a larger measured figure ([`ExpectationResult::value`]) is
+/// closer to meeting `e`: counts of monitors, delivery and rises are; counts
+/// of honest nodes rejected and consensus errors are not.
+pub fn higher_is_better(e: &Expectation) -> bool {
+    match e {
+        Expectation::Detected { .. }
+        | Expectation::Rejected { .. }
+        | Expectation::HonestDelivery { .. }
+        | Expectation::FollowsEvent { .. } => true,
+        Expectation::NoHonestRejected
+        | Expectation::HonestRejectedAtMost { .. }
+        | Expectation::ConsensusError { .. } => false,
+    }
+}
+
 /// Evaluates every expectation of `s` against its finished run.
 pub fn evaluate(s: &Scenario, sim: &Simulation, summary: &RunSummary, series: &Series) -> Vec<ExpectationResult> {
     s.expect.iter().map(|e| evaluate_one(e, sim, summary, series)).collect()
@@ -179,6 +194,9 @@ pub struct CheckRow {
     pub seed: u64,
     /// The verdict.
     pub result: ExpectationResult,
+    /// [`higher_is_better`] for the expectation, so a miss can be compared
+    /// with a known one's figure.
+    pub higher_is_better: bool,
 }
 
 /// A plain-text table of `rows` (all of them, or only the misses).
@@ -255,8 +273,8 @@ pub fn parse_seeds(text: &str) -> Result<Vec<u64>, SeedsError> {
     Ok(seeds)
 }
 
-/// One line of a known-misses file: `scenario seed expectation…`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// One line of a known-misses file: `scenario seed expectation… [| figure]`.
+#[derive(Clone, Debug, PartialEq)]
 pub struct KnownMiss {
     /// Scenario name.
     pub scenario: String,
@@ -264,17 +282,35 @@ pub struct KnownMiss {
     pub seed: u64,
     /// The expectation, in the words [`describe`] gives it.
     pub expectation: String,
+    /// The worst figure ([`ExpectationResult::value`]) the miss may show:
+    /// a miss further from its bound than this is a regression, not the
+    /// known miss.
+    pub figure: Option<f64>,
 }
 
 impl KnownMiss {
     fn matches(&self, r: &CheckRow) -> bool {
         self.scenario == r.scenario && self.seed == r.seed && self.expectation == r.result.expectation
     }
+
+    /// True if `r`'s figure is further from the bound than the listed one
+    /// (or `r` has no figure to compare).
+    fn is_worse(&self, r: &CheckRow) -> bool {
+        let Some(f) = self.figure else { return false };
+        match r.result.value {
+            Some(v) if r.higher_is_better => v < f,
+            Some(v) => v > f,
+            None => true,
+        }
+    }
 }
 
 /// A known-misses file that could not be read.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("line {line}: `{text}` is not `SCENARIO SEED EXPECTATION` (the words `krill check` prints for it)")]
+#[error(
+    "line {line}: `{text}` is not `SCENARIO SEED EXPECTATION [| FIGURE]` (the words `krill check` prints, then \
+     optionally the worst figure allowed, a number)"
+)]
 pub struct KnownMissError {
     /// 1-based line number.
     pub line: usize,
@@ -283,8 +319,10 @@ pub struct KnownMissError {
 }
 
 /// Parses a known-misses file: one miss per line as `scenario seed
-/// expectation`, the expectation exactly as `krill check` prints it; blank
-/// lines and `#` comments are skipped.
+/// expectation`, the expectation exactly as `krill check` prints it, then
+/// optionally ` | figure`, the worst measured figure the miss may show (in
+/// the units of [`ExpectationResult::value`]: a count, or a fraction for
+/// delivery); blank lines and `#` comments are skipped.
 pub fn parse_known_misses(text: &str) -> Result<Vec<KnownMiss>, KnownMissError> {
     let mut out = Vec::new();
     for (i, raw) in text.lines().enumerate() {
@@ -298,21 +336,54 @@ pub fn parse_known_misses(text: &str) -> Result<Vec<KnownMiss>, KnownMissError> 
             return Err(bad());
         };
         let seed = seed.parse().map_err(|_| bad())?;
-        let expectation = expectation.trim();
-        if expectation.is_empty() {
+        let (expectation, figure) = match expectation.rsplit_once(" | ") {
+            Some((e, f)) => {
+                let f: f64 = f.trim().parse().map_err(|_| bad())?;
+                if !f.is_finite() {
+                    return Err(bad());
+                }
+                (e.trim(), Some(f))
+            }
+            None => (expectation.trim(), None),
+        };
+        if expectation.is_empty() || expectation.contains('|') {
             return Err(bad());
         }
-        out.push(KnownMiss { scenario: scenario.to_string(), seed, expectation: expectation.to_string() });
+        out.push(KnownMiss { scenario: scenario.to_string(), seed, expectation: expectation.to_string(), figure });
     }
     Ok(out)
 }
 
-/// The misses of `rows` that `known` does not list, and the entries of
-/// `known` that no longer miss (passed, or not run).
-pub fn against_known<'a>(rows: &'a [CheckRow], known: &'a [KnownMiss]) -> (Vec<&'a CheckRow>, Vec<&'a KnownMiss>) {
-    let new = rows.iter().filter(|r| !r.result.pass && !known.iter().any(|k| k.matches(r))).collect();
-    let stale = known.iter().filter(|k| !rows.iter().any(|r| !r.result.pass && k.matches(r))).collect();
-    (new, stale)
+/// A check's misses held against a known-misses file.
+#[derive(Debug, Default)]
+pub struct AgainstKnown<'a> {
+    /// Misses the file does not list.
+    pub new: Vec<&'a CheckRow>,
+    /// Listed misses whose figure is worse than the file allows.
+    pub worse: Vec<(&'a CheckRow, &'a KnownMiss)>,
+    /// Entries that no longer miss (passed, or were not run).
+    pub stale: Vec<&'a KnownMiss>,
+}
+
+impl AgainstKnown<'_> {
+    /// True if the misses are exactly the listed ones, none worse.
+    pub fn holds(&self) -> bool {
+        self.new.is_empty() && self.worse.is_empty() && self.stale.is_empty()
+    }
+}
+
+/// Holds `rows` against `known`.
+pub fn against_known<'a>(rows: &'a [CheckRow], known: &'a [KnownMiss]) -> AgainstKnown<'a> {
+    let mut out = AgainstKnown::default();
+    for r in rows.iter().filter(|r| !r.result.pass) {
+        match known.iter().find(|k| k.matches(r)) {
+            None => out.new.push(r),
+            Some(k) if k.is_worse(r) => out.worse.push((r, k)),
+            Some(_) => {}
+        }
+    }
+    out.stale = known.iter().filter(|k| !rows.iter().any(|r| !r.result.pass && k.matches(r))).collect();
+    out
 }
 
 #[cfg(test)]
@@ -327,32 +398,66 @@ mod tests {
         assert_eq!(known.len(), 2);
         assert_eq!((known[0].scenario.as_str(), known[0].seed), ("fire", 3));
         assert_eq!(known[0].expectation, "no honest node rejected by an honest monitor");
-        let row = |scenario: &str, seed, what: &str, pass| CheckRow {
+        let rows = [
+            known_row("fire", 3, "no honest node rejected by an honest monitor", false, 1.0),
+            known_row("fire", 4, "no honest node rejected by an honest monitor", false, 1.0),
+            known_row("relay", 6, "attacker 4 rejected", true, 6.0),
+        ];
+        let found = against_known(&rows, &known);
+        assert_eq!(found.new.len(), 1);
+        assert_eq!(found.new[0].seed, 4, "the same expectation on another seed is a new miss");
+        assert_eq!(found.stale.len(), 1);
+        assert_eq!(found.stale[0].scenario, "relay", "a known miss that passes now is stale");
+        assert!(found.worse.is_empty() && !found.holds());
+        for bad in
+            ["fire", "fire 3", "fire x no honest", "fire 3   ", "fire 3 | 2", "fire 3 no honest | x", "a 1 b | inf"]
+        {
+            assert!(parse_known_misses(bad).is_err(), "{bad}");
+        }
+        assert_eq!(parse_known_misses("a b c\n").unwrap_err().line, 1);
+    }
+
+    fn known_row(scenario: &str, seed: u64, what: &str, pass: bool, value: f64) -> CheckRow {
+        CheckRow {
             file: "x.ron".into(),
             scenario: scenario.into(),
             seed,
             result: ExpectationResult {
                 expectation: what.into(),
                 pass,
-                measured: "1".into(),
-                bound: "0".into(),
-                value: None,
+                measured: format!("{value}"),
+                bound: "-".into(),
+                value: Some(value),
             },
-        };
-        let rows = [
-            row("fire", 3, "no honest node rejected by an honest monitor", false),
-            row("fire", 4, "no honest node rejected by an honest monitor", false),
-            row("relay", 6, "attacker 4 rejected", true),
-        ];
-        let (new, stale) = against_known(&rows, &known);
-        assert_eq!(new.len(), 1);
-        assert_eq!(new[0].seed, 4, "the same expectation on another seed is a new miss");
-        assert_eq!(stale.len(), 1);
-        assert_eq!(stale[0].scenario, "relay", "a known miss that passes now is stale");
-        for bad in ["fire", "fire 3", "fire x no honest", "fire 3   "] {
-            assert!(parse_known_misses(bad).is_err(), "{bad}");
+            higher_is_better: what.starts_with("attacker"),
         }
-        assert_eq!(parse_known_misses("a b c\n").unwrap_err().line, 1);
+    }
+
+    #[test]
+    fn a_known_miss_with_a_figure_fails_when_the_figure_gets_worse() {
+        let text = "slow-drift 5 attacker 24 rejected by ≥15 | 13\nfire 6 no honest node rejected | 2\n";
+        let known = parse_known_misses(text).unwrap();
+        assert_eq!(known[0].expectation, "attacker 24 rejected by ≥15");
+        assert_eq!((known[0].figure, known[1].figure), (Some(13.0), Some(2.0)));
+        let run = |drift: f64, fire: f64| {
+            [
+                known_row("slow-drift", 5, "attacker 24 rejected by ≥15", false, drift),
+                known_row("fire", 6, "no honest node rejected", false, fire),
+            ]
+        };
+        let rows = run(13.0, 2.0);
+        assert!(against_known(&rows, &known).holds(), "exactly as listed");
+        let rows = run(14.0, 1.0);
+        assert!(against_known(&rows, &known).holds(), "better than listed, still missing");
+        let rows = run(10.0, 2.0);
+        let found = against_known(&rows, &known);
+        assert_eq!(found.worse.len(), 1, "fewer monitors than listed");
+        assert_eq!(found.worse[0].0.scenario, "slow-drift");
+        let rows = run(13.0, 3.0);
+        let found = against_known(&rows, &known);
+        assert_eq!(found.worse.len(), 1, "more honest nodes rejected than listed");
+        assert_eq!(found.worse[0].0.scenario, "fire");
+        assert!(found.new.is_empty() && found.stale.is_empty());
     }
 
     #[test]
@@ -383,6 +488,7 @@ mod tests {
                 bound: "≥ 2".into(),
                 value: Some(1.0),
             },
+            higher_is_better: true,
         }
     }
 

@@ -487,7 +487,14 @@ fn execute(
         if !results.is_empty() {
             let rows: Vec<CheckRow> = results
                 .iter()
-                .map(|r| CheckRow { file: String::new(), scenario: s.name.clone(), seed: m.seed, result: r.clone() })
+                .zip(&s.expect)
+                .map(|(r, e)| CheckRow {
+                    file: String::new(),
+                    scenario: s.name.clone(),
+                    seed: m.seed,
+                    result: r.clone(),
+                    higher_is_better: check::higher_is_better(e),
+                })
                 .collect();
             text_out.push('\n');
             text_out.push_str(&check::table(&rows, false));
@@ -594,7 +601,14 @@ fn cmd_check(
         let file = f.display().to_string();
         Ok(res
             .into_iter()
-            .map(|result| CheckRow { file: file.clone(), scenario: s.name.clone(), seed, result })
+            .zip(&s.expect)
+            .map(|(result, e)| CheckRow {
+                file: file.clone(),
+                scenario: s.name.clone(),
+                seed,
+                result,
+                higher_is_better: check::higher_is_better(e),
+            })
             .collect())
     });
     if let Some(pb) = &pb {
@@ -629,17 +643,28 @@ fn cmd_check(
     let Some(known) = known else {
         return if missed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE };
     };
-    let (new, stale) = check::against_known(&rows, &known);
-    if new.is_empty() && stale.is_empty() {
-        outln!("check: every miss is a known one ({} listed)", known.len());
+    let found = check::against_known(&rows, &known);
+    if found.holds() {
+        outln!("check: every miss is a known one, none worse than listed ({} listed)", known.len());
         return ExitCode::SUCCESS;
     }
-    if !new.is_empty() {
-        let new: Vec<CheckRow> = new.into_iter().cloned().collect();
+    if !found.new.is_empty() {
+        let new: Vec<CheckRow> = found.new.iter().map(|r| (*r).clone()).collect();
         outln!("\nnew misses (not in the known-misses file):");
         to_stdout(&check::table(&new, true));
     }
-    for k in &stale {
+    for (r, k) in &found.worse {
+        outln!(
+            "worse than the known-misses file allows: {} {} {}: measured {} (figure {}), listed {}",
+            k.scenario,
+            k.seed,
+            k.expectation,
+            r.result.measured,
+            r.result.value.map_or("none".to_string(), |v| v.to_string()),
+            k.figure.unwrap_or(f64::NAN)
+        );
+    }
+    for k in &found.stale {
         outln!("no longer missed, remove from the known-misses file: {} {} {}", k.scenario, k.seed, k.expectation);
     }
     ExitCode::FAILURE

@@ -475,6 +475,42 @@ pub enum WorldEvent {
     },
 }
 
+impl WorldEvent {
+    /// Refuses numbers the world model could only clamp or turn into NaN.
+    fn validate(&self) -> Result<(), String> {
+        let finite = |vs: &[f64]| vs.iter().all(|v| v.is_finite());
+        match self {
+            WorldEvent::Fire { at, growth_m_per_s, peak, falloff_m, .. } => {
+                if !finite(&[at.0, at.1, *growth_m_per_s, *peak, *falloff_m]) {
+                    return Err("Fire: every number must be finite".into());
+                }
+                if *growth_m_per_s < 0.0 || *falloff_m <= 0.0 {
+                    return Err("Fire: give `growth_m_per_s` ≥ 0 and `falloff_m` > 0".into());
+                }
+            }
+            WorldEvent::HvacStep { delta, tau_s, .. } => {
+                if !finite(&[*delta, *tau_s]) || *tau_s <= 0.0 {
+                    return Err("HvacStep: give a finite `delta` and a time constant `tau_s` > 0".into());
+                }
+            }
+            WorldEvent::Wall { x, delta, attenuation_db } => {
+                if !finite(&[*x, *delta, *attenuation_db]) || *attenuation_db < 0.0 {
+                    return Err("Wall: give finite `x` and `delta`, and `attenuation_db` ≥ 0".into());
+                }
+            }
+            WorldEvent::Door { x, y0, y1, open_s, close_s, reach_m, tau_s } => {
+                if !finite(&[*x, *y0, *y1, *reach_m, *tau_s]) || y0 >= y1 || *reach_m <= 0.0 || *tau_s <= 0.0 {
+                    return Err("Door: give finite numbers with y0 < y1, `reach_m` > 0 and `tau_s` > 0".into());
+                }
+                if close_s <= open_s {
+                    return Err(format!("Door: it closes at {close_s} s, not after it opens at {open_s} s"));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Timer overrides (ms); `None` keeps ES-10.1's value.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -601,6 +637,32 @@ pub enum AttackKind {
         /// The device declared dead.
         victim: u32,
     },
+}
+
+/// Largest reading offset (or drift per hour, or pattern amplitude) an
+/// attack may give, in the quantity's units: far beyond any sensor's range,
+/// small enough that sums of readings stay finite.
+pub const MAX_ATTACK_OFFSET: f64 = 1e6;
+
+impl AttackKind {
+    /// The number the attack adds to readings (offset, drift rate or
+    /// amplitude), if it has one.
+    fn offset(&self) -> Option<f64> {
+        match self {
+            AttackKind::Spike { offset }
+            | AttackKind::Forgery { offset, .. }
+            | AttackKind::Sybil { offset, .. }
+            | AttackKind::WeightInflation { offset }
+            | AttackKind::Collusion { offset, .. }
+            | AttackKind::GatewayCompromise { offset } => Some(*offset),
+            AttackKind::Drift { rate_per_h } => Some(*rate_per_h),
+            AttackKind::Pattern { amplitude, .. } => Some(*amplitude),
+            AttackKind::Flood { .. }
+            | AttackKind::Replay { .. }
+            | AttackKind::SelectiveRelay { .. }
+            | AttackKind::ForgedDeathCertificate { .. } => None,
+        }
+    }
 }
 
 /// One fault.
@@ -892,7 +954,26 @@ impl Scenario {
                         only its own position (ES-11.3); remove the field or place mesh nodes"
                 .into());
         }
+        for (i, z) in self.world.zones.iter().enumerate() {
+            let r = &z.rect;
+            if ![r.x0, r.y0, r.x1, r.y1].iter().all(|v| v.is_finite()) || r.x0 >= r.x1 || r.y0 >= r.y1 {
+                return Err(format!("zone `{}`: `rect` needs finite corners with x0 < x1 and y0 < y1", z.name));
+            }
+            if self.world.zones[..i].iter().any(|w| w.name == z.name) {
+                return Err(format!("zone `{}` is named twice: give each zone its own name", z.name));
+            }
+        }
         let zone_exists = |z: &str| self.world.zones.iter().any(|w| w.name == z);
+        let before_end = |t: u64, what: &str| {
+            if t < self.duration_s {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{what} starts at {t} s, not before the run ends (`duration_s` {}): lower it or run longer",
+                    self.duration_s
+                ))
+            }
+        };
         for f in &self.world.fields {
             for v in [f.base, f.gradient.0, f.gradient.1, f.diurnal_amplitude, f.noise_sd, f.bias_sd] {
                 if !v.is_finite() {
@@ -903,10 +984,15 @@ impl Scenario {
                 return Err(format!("field {:?}: `noise_sd`/`bias_sd` must be ≥ 0", f.quantity));
             }
             for e in &f.events {
-                if let WorldEvent::HvacStep { zone, .. } = e {
-                    if !zone_exists(zone) {
+                e.validate()?;
+                match e {
+                    WorldEvent::HvacStep { zone, .. } if !zone_exists(zone) => {
                         return Err(format!("HvacStep names zone `{zone}`: add it to `world.zones`"));
                     }
+                    WorldEvent::Fire { start_s, .. } => before_end(*start_s, "a Fire")?,
+                    WorldEvent::HvacStep { start_s, .. } => before_end(*start_s, "an HvacStep")?,
+                    WorldEvent::Door { open_s, .. } => before_end(*open_s, "a Door")?,
+                    WorldEvent::Wall { .. } => {}
                 }
             }
         }
@@ -919,10 +1005,23 @@ impl Scenario {
         };
         for a in &self.attacks {
             node_ok(a.node, "an attack")?;
+            before_end(a.start_s, &format!("the attack on node {}", a.node))?;
             if a.end_s.is_some_and(|e| e <= a.start_s) {
                 return Err(format!("attack on node {}: `end_s` must be after `start_s`", a.node));
             }
+            if let Some(v) = a.kind.offset().filter(|v| !v.is_finite() || v.abs() > MAX_ATTACK_OFFSET) {
+                return Err(format!(
+                    "attack on node {}: its offset or rate {v:e} is not a finite number within ±{MAX_ATTACK_OFFSET}",
+                    a.node
+                ));
+            }
             match &a.kind {
+                AttackKind::Pattern { period_s, .. } if *period_s < 2 => {
+                    return Err("Pattern `period_s` must be at least 2 (a square wave has two halves)".into());
+                }
+                AttackKind::Replay { delay_s: 0 } => {
+                    return Err("Replay `delay_s` must be at least 1: a replay at once is the frame itself".into());
+                }
                 AttackKind::Forgery { victim, .. } | AttackKind::ForgedDeathCertificate { victim } => {
                     node_ok(*victim, "an attack's victim")?
                 }
@@ -947,6 +1046,7 @@ impl Scenario {
             }
         }
         for f in &self.faults {
+            before_end(f.at_s, "a fault")?;
             match &f.kind {
                 FaultKind::Crash { node, .. }
                 | FaultKind::ClockStep { node, .. }
@@ -973,6 +1073,15 @@ impl Scenario {
                     return Err(format!(
                         "a ConsensusError window ends at {until} s, not after its start at {after_s} s: \
                          raise `until_s` or lower `after_s`"
+                    ));
+                }
+                Expectation::ConsensusError { after_s, .. } | Expectation::FollowsEvent { after_s, .. }
+                    if *after_s >= self.duration_s =>
+                {
+                    return Err(format!(
+                        "an expectation looks from {after_s} s, not before the run ends (`duration_s` {}): \
+                         lower `after_s` or run longer",
+                        self.duration_s
                     ));
                 }
                 Expectation::HonestDelivery { min } if !(0.0..=1.0).contains(min) => {
@@ -1035,12 +1144,60 @@ mod tests {
             MINI.replace("nodes:", "attacks: [(node: 9, start_s: 0, kind: Spike(offset: 5))],\n        nodes:");
         let e = Scenario::parse(&attack, "a.ron").unwrap_err().to_string();
         assert!(e.contains("node 9") && e.contains("0..3"), "{e}");
-        let window =
-            |w: &str| MINI.replace("nodes:", &format!("expect: [ConsensusError(max: 1.0, {w})],\n        nodes:"));
+        let window = |w: &str| {
+            MINI.replace("duration_s: 60", "duration_s: 3600")
+                .replace("nodes:", &format!("expect: [ConsensusError(max: 1.0, {w})],\n        nodes:"))
+        };
         let e = Scenario::parse(&window("after_s: 600, until_s: Some(600)"), "w.ron").unwrap_err().to_string();
         assert!(e.contains("until_s") && e.contains("600 s"), "{e}");
         assert!(Scenario::parse(&window("after_s: 600, until_s: Some(601)"), "w.ron").is_ok());
         assert!(Scenario::parse(&window("after_s: 600"), "w.ron").is_ok(), "the window's end is optional");
+    }
+
+    #[test]
+    fn numbers_the_models_could_only_clamp_are_refused() {
+        let with = |section: &str| {
+            MINI.replace("nodes:", &format!("{section},\n        nodes:")).replace(
+                "name: \"mini\",",
+                "name: \"mini\",\n        world: (fields: [(quantity: Temperature, base: 20, events: [EVENTS])], \
+                 zones: [ZONES]),",
+            )
+        };
+        let refused = |text: String, needle: &str| {
+            let e = Scenario::parse(&text, "h.ron").unwrap_err().to_string();
+            assert!(e.contains(needle), "{needle}: {e}");
+        };
+        let world = |events: &str, zones: &str| with("seeds: [1]").replace("EVENTS", events).replace("ZONES", zones);
+        let ok_zone = r#"(name: "z", rect: (x0: 0, y0: 0, x1: 5, y1: 5))"#;
+        assert!(Scenario::parse(&world("", ok_zone), "h.ron").is_ok());
+        refused(world("", r#"(name: "z", rect: (x0: 0, y0: 0, x1: NaN, y1: 5))"#), "zone `z`");
+        refused(world("", r#"(name: "z", rect: (x0: 5, y0: 0, x1: 5, y1: 5))"#), "x0 < x1");
+        refused(world("", &format!("{ok_zone}, {ok_zone}")), "named twice");
+        for (event, needle) in [
+            ("Fire(at: (1, 1), start_s: 10, growth_m_per_s: NaN, peak: 50, falloff_m: 4)", "Fire"),
+            ("Fire(at: (1, 1), start_s: 10, growth_m_per_s: 0.1, peak: 50, falloff_m: 0)", "falloff_m"),
+            ("Fire(at: (1, 1), start_s: 60, growth_m_per_s: 0.1, peak: 50, falloff_m: 4)", "a Fire starts at 60 s"),
+            (r#"HvacStep(zone: "z", start_s: 10, delta: 3, tau_s: 0)"#, "tau_s"),
+            (r#"HvacStep(zone: "z", start_s: 10, delta: inf, tau_s: 30)"#, "delta"),
+            ("Wall(x: 5, delta: 3, attenuation_db: -4)", "attenuation_db"),
+            ("Door(x: 5, y0: 4, y1: 2, open_s: 1, close_s: 9, reach_m: 5, tau_s: 60)", "y0 < y1"),
+            ("Door(x: 5, y0: 2, y1: 4, open_s: 9, close_s: 9, reach_m: 5, tau_s: 60)", "closes at 9 s"),
+        ] {
+            refused(world(event, ok_zone), needle);
+        }
+        let attack = |kind: &str, start: u64| {
+            MINI.replace("nodes:", &format!("attacks: [(node: 1, start_s: {start}, kind: {kind})],\n        nodes:"))
+        };
+        assert!(Scenario::parse(&attack("Spike(offset: 5)", 10), "a.ron").is_ok());
+        refused(attack("Spike(offset: NaN)", 10), "not a finite number");
+        refused(attack("Drift(rate_per_h: 1e300)", 10), "within ±1000000");
+        refused(attack("Pattern(amplitude: 2, period_s: 0)", 10), "period_s");
+        refused(attack("Replay(delay_s: 0)", 10), "delay_s");
+        refused(attack("Spike(offset: 5)", 60), "the attack on node 1 starts at 60 s");
+        let fault = MINI.replace("nodes:", "faults: [(at_s: 600, kind: BatteryDepletion(node: 1))],\n        nodes:");
+        refused(fault, "a fault starts at 600 s");
+        let late = MINI.replace("nodes:", "expect: [ConsensusError(max: 1.0, after_s: 60)],\n        nodes:");
+        refused(late, "looks from 60 s");
     }
 
     #[test]

@@ -257,7 +257,19 @@ fn check_passes_and_fails_on_expectations() {
     let both = known(&[&format!("tiny 3 {consensus}"), &format!("tiny 3 {detected}")]);
     let o = krill(&["check", &bad, "--jobs", "1", "--known-misses", &both]);
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
-    assert!(stdout(&o).contains("every miss is a known one (2 listed)"), "{}", stdout(&o));
+    assert!(stdout(&o).contains("every miss is a known one, none worse than listed (2 listed)"), "{}", stdout(&o));
+    // With figures: a floor the miss meets holds, one it falls short of
+    // (fewer than the 9 monitors it missed on) fails as worse.
+    let floors = |detected_floor: &str| {
+        known(&[&format!("tiny 3 {consensus} | 1000"), &format!("tiny 3 {detected} | {detected_floor}")])
+    };
+    let o = krill(&["check", &bad, "--jobs", "1", "--known-misses", &floors("0")]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    let o = krill(&["check", &bad, "--jobs", "1", "--known-misses", &floors("8.5")]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    let worse = stdout(&o);
+    assert!(worse.contains("worse than the known-misses file allows: tiny 3 attacker 4"), "{worse}");
+    assert!(!worse.contains("new misses") && !worse.contains("allows: tiny 3 consensus"), "{worse}");
     let one = known(&[&format!("tiny 3 {consensus}")]);
     let o = krill(&["check", &bad, "--jobs", "1", "--known-misses", &one]);
     assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
@@ -285,7 +297,7 @@ fn check_passes_and_fails_on_expectations() {
 #[test]
 fn validate_points_at_line_and_column() {
     let d = temp_dir("validate");
-    let good = write(&d, "good.ron", &scenario(60, 60, PASSING));
+    let good = write(&d, "good.ron", &scenario(60, 120, PASSING));
     let o = krill(&["validate", &good]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(stdout(&o).contains("ok ") && stdout(&o).contains("9 nodes"), "{}", stdout(&o));
@@ -303,7 +315,7 @@ fn validate_points_at_line_and_column() {
     assert!((13..=16).contains(&col), "{err}");
     assert!(parts.next().is_some_and(|m| m.contains("integer")), "{err}");
 
-    let invalid = write(&d, "invalid.ron", &scenario(60, 60, PASSING).replace("node: 4,", "node: 40,"));
+    let invalid = write(&d, "invalid.ron", &scenario(60, 120, PASSING).replace("node: 4,", "node: 40,"));
     let o = krill(&["validate", &invalid]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("node 40") && stderr(&o).contains("0..8"), "{}", stderr(&o));
