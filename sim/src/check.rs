@@ -354,6 +354,23 @@ pub fn parse_known_misses(text: &str) -> Result<Vec<KnownMiss>, KnownMissError> 
     Ok(out)
 }
 
+/// The misses of `rows` as a known-misses file ([`parse_known_misses`]),
+/// each with its measured figure, in run order.
+pub fn misses_file(rows: &[CheckRow]) -> String {
+    let mut o = String::from(
+        "# Written by `krill check --write-misses`: SCENARIO SEED EXPECTATION | FIGURE,\n\
+         # the figure being the worst the miss may show (see --known-misses).\n",
+    );
+    for r in rows.iter().filter(|r| !r.result.pass) {
+        let _ = write!(o, "{} {} {}", r.scenario, r.seed, r.result.expectation);
+        if let Some(v) = r.result.value {
+            let _ = write!(o, " | {v}");
+        }
+        o.push('\n');
+    }
+    o
+}
+
 /// A check's misses held against a known-misses file.
 #[derive(Debug, Default)]
 pub struct AgainstKnown<'a> {
@@ -415,6 +432,20 @@ mod tests {
             assert!(parse_known_misses(bad).is_err(), "{bad}");
         }
         assert_eq!(parse_known_misses("a b c\n").unwrap_err().line, 1);
+    }
+
+    #[test]
+    fn written_misses_read_back_as_exactly_these_misses() {
+        let rows = [
+            known_row("slow-drift", 5, "attacker 24 rejected by ≥15", false, 13.0),
+            known_row("fire", 6, "no honest node rejected", true, 0.0),
+            known_row("clock-step", 8, "honest delivery ≥ 88.0 %", false, 0.869_312_5),
+        ];
+        let text = misses_file(&rows);
+        let known = parse_known_misses(&text).unwrap();
+        assert_eq!(known.len(), 2, "{text}");
+        assert_eq!(known[1].figure, Some(0.869_312_5), "figures keep their precision");
+        assert!(against_known(&rows, &known).holds(), "{text}");
     }
 
     fn known_row(scenario: &str, seed: u64, what: &str, pass: bool, value: f64) -> CheckRow {

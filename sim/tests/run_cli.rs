@@ -270,6 +270,15 @@ fn check_passes_and_fails_on_expectations() {
     let worse = stdout(&o);
     assert!(worse.contains("worse than the known-misses file allows: tiny 3 attacker 4"), "{worse}");
     assert!(!worse.contains("new misses") && !worse.contains("allows: tiny 3 consensus"), "{worse}");
+    // --write-misses writes the file that then holds exactly.
+    let written = d.join("written.txt");
+    let o = krill(&["check", &bad, "--jobs", "1", "--write-misses", written.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    let text = std::fs::read_to_string(&written).expect("the misses file");
+    assert_eq!(text.lines().filter(|l| l.starts_with("tiny 3 ")).count(), 2, "{text}");
+    assert!(text.contains(&format!("tiny 3 {detected} | ")), "{text}");
+    let o = krill(&["check", &bad, "--jobs", "1", "--known-misses", written.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
     let one = known(&[&format!("tiny 3 {consensus}")]);
     let o = krill(&["check", &bad, "--jobs", "1", "--known-misses", &one]);
     assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
