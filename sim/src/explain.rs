@@ -362,6 +362,7 @@ fn monitor_story(
             if !voters.is_empty() {
                 let clauses: Vec<String> = voters.iter().map(|a| answer_clause(a, nodes)).collect();
                 out.push(format!("The answers it was sent: {}.", clauses.join("; ")));
+                out.extend(uncounted_sentence(r, &voters, nodes));
             }
         }
     }
@@ -539,6 +540,38 @@ fn vote_answers<'a>(
     answers.iter().copied().filter(|a| a.peer == Some(monitor) && a.t_s >= opened_s && a.t_s <= decided.t_s).collect()
 }
 
+/// Answers sent to a vote that its final tally does not hold: lost on the
+/// radio, refused, or still on the way when it was decided. The tally
+/// counts verdicts, not responders, so a responder is named only when no
+/// answer of its kind was counted.
+fn uncounted_sentence(decided: &AuditRecord, sent: &[&AuditRecord], nodes: &[NodeRow]) -> Option<String> {
+    let kinds = [
+        ("sees_change", "saw the same change", decided.sees_change),
+        ("contradicts_suspect", "contradicted", decided.contradicts),
+        ("abstain", "abstained", decided.abstains),
+    ];
+    let mut parts = Vec::new();
+    for (what, words, counted) in kinds {
+        let of_kind: Vec<&&AuditRecord> = sent.iter().filter(|a| a.what.as_deref() == Some(what)).collect();
+        let counted = counted.unwrap_or(0) as usize;
+        if of_kind.len() <= counted {
+            continue;
+        }
+        parts.push(if counted == 0 {
+            let names: Vec<String> = of_kind.iter().map(|a| name(a.node, nodes)).collect();
+            format!("{} ({words})", names.join(", "))
+        } else {
+            format!("{} of the {} that {words}", of_kind.len() - counted, of_kind.len())
+        });
+    }
+    (!parts.is_empty()).then(|| {
+        format!(
+            "Not in its tally: {}; lost on the radio, refused, or still on the way when the vote was decided.",
+            parts.join("; ")
+        )
+    })
+}
+
 fn replies_sentence(who: &str, replies: &[&AuditRecord]) -> String {
     let times: Vec<String> = replies.iter().map(|r| format!("{:.0}", r.t_s)).collect();
     let last = replies[replies.len() - 1];
@@ -673,7 +706,12 @@ mod tests {
             ..Default::default()
         };
         let opened = life(610.0, "NORMAL", "INFLAMMATION", "deviation_band");
-        let decided = life(911.0, "INFLAMMATION", "REJECTION", "vote_decided");
+        let decided = AuditRecord {
+            contradicts: Some(1),
+            abstains: Some(1),
+            sees_change: Some(0),
+            ..life(911.0, "INFLAMMATION", "REJECTION", "vote_decided")
+        };
         let earlier = answer(605.0, 8, "sees_change", false);
         let (c, a) = (answer(610.2, 7, "contradicts_suspect", false), answer(611.0, 16, "abstain", true));
         let elsewhere = AuditRecord { peer: Some(3), ..answer(700.0, 9, "contradicts_suspect", false) };
@@ -688,6 +726,17 @@ mod tests {
             assert!(story.contains(needle), "{needle:?} not in {story}");
         }
         assert!(!story.contains("node 8") && !story.contains("node 9"), "{story}");
+        assert!(!story.contains("Not in its tally"), "every answer was counted: {story}");
+
+        // Two more answers that the tally (1 contradiction, 1 abstention)
+        // does not hold: a lone confirmation is named, a second
+        // contradiction can only be counted.
+        let (lost_s, lost_c) =
+            (answer(612.0, 11, "sees_change", false), answer(613.0, 12, "contradicts_suspect", false));
+        let answers = [&c, &a, &lost_s, &lost_c];
+        let story = monitor_story("node 1", "node 0", &[&opened, &decided], &answers, &[]).join("\n");
+        let needle = "Not in its tally: node 11 (saw the same change); 1 of the 2 that contradicted; lost on the radio";
+        assert!(story.contains(needle), "{needle:?} not in {story}");
     }
 
     #[test]
