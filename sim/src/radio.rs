@@ -35,6 +35,10 @@ const FADING_SIGMAS: f64 = 3.0;
 
 /// The three BLE primary advertising channels (ES-12.2).
 pub const ADV_CHANNELS: [u8; 3] = [37, 38, 39];
+/// Between two network-layer transmissions of one BLE Mesh unicast, µs
+/// (Zephyr's default Network Transmit interval, 20 ms), before each one's
+/// advertising delay.
+pub const NETWORK_TRANSMIT_INTERVAL_US: u64 = 20_000;
 /// ES-12.2 scan interval: a scanner listens on one primary channel per
 /// interval and moves to the next, so two frames overlapping at a receiver
 /// are almost always heard on the same channel.
@@ -423,16 +427,41 @@ impl Radio {
         }
     }
 
-    /// One ESP-NOW unicast from `from` over `link`, with its delay beyond
-    /// the first attempt, µs. To a peer, the MAC retransmits an
-    /// unacknowledged frame up to `retries` times, each after an ACK timeout
-    /// and a backoff from a doubled contention window (the ACK itself is
-    /// taken as received: it is short and sent at the same power). To
-    /// anyone else the frame takes the multicast fallback: one attempt.
-    /// Under BLE this is [`Radio::receive_frame`] (BLE Mesh unicast is an
-    /// advertisement too).
+    /// How many times a frame goes on air: BLE Mesh repeats a unicast
+    /// [`RadioConfig::ble_unicast_transmits`] times whoever hears it; a
+    /// broadcast, and an ESP-NOW frame (retried only when unacknowledged,
+    /// counted by [`Radio::receive_unicast`]'s latency), once.
+    pub fn transmissions(&self, unicast: bool) -> u64 {
+        if unicast && self.cfg.bearer == Bearer::Ble {
+            u64::from(self.cfg.ble_unicast_transmits.max(1))
+        } else {
+            1
+        }
+    }
+
+    /// One unicast from `from` over `link`, with its delay beyond the first
+    /// attempt, µs. Under BLE, Mesh unicast is an advertisement too, sent
+    /// [`RadioConfig::ble_unicast_transmits`] times without an ACK: the
+    /// first copy that gets through counts. Under ESP-NOW, to a peer, the
+    /// MAC retransmits an unacknowledged frame up to `retries` times, each
+    /// after an ACK timeout and a backoff from a doubled contention window
+    /// (the ACK itself is taken as received: it is short and sent at the
+    /// same power); to anyone else the frame takes the multicast fallback:
+    /// one attempt.
     pub fn receive_unicast(&self, from: u32, link: &Link, len: usize, rng: &mut SimRng) -> Option<(i8, u64)> {
-        if self.cfg.bearer != Bearer::EspNow || !self.is_peer(from, link.to) {
+        if self.cfg.bearer == Bearer::Ble {
+            let mut extra = 0;
+            for k in 0..self.cfg.ble_unicast_transmits.max(1) {
+                if k > 0 {
+                    extra += NETWORK_TRANSMIT_INTERVAL_US + rng.below(self.cfg.adv_jitter_us + 1);
+                }
+                if let Some(rssi) = self.receive_frame(link, len, rng) {
+                    return Some((rssi, extra));
+                }
+            }
+            return None;
+        }
+        if !self.is_peer(from, link.to) {
             return self.receive_frame(link, len, rng).map(|r| (r, 0));
         }
         let mut extra = 0;
@@ -875,6 +904,30 @@ mod tests {
         let fallback = (0..trials).filter(|_| single.receive_unicast(0, &l, 90, &mut rng).is_some()).count();
         let p = fallback as f64 / trials as f64;
         assert!((0.27..=0.33).contains(&p), "not a peer: one attempt, {p}");
+    }
+
+    #[test]
+    fn ble_mesh_unicast_goes_out_the_configured_number_of_times() {
+        let mut cfg = RadioConfig { shadowing_sd_db: 0.0, ..RadioConfig::default() };
+        let edge = line(2, 10.0, &cfg).mean_rssi_for_delivery(0.3, 90);
+        let mut rate = |transmits: u8| {
+            cfg.ble_unicast_transmits = transmits;
+            let r = line(2, 10.0, &cfg);
+            let mut l = r.links(0)[0];
+            l.mean_rssi = edge as f32;
+            let mut rng = SimRng::stream(7, Purpose::Radio, 0);
+            let got: Vec<u64> =
+                (0..4_000).filter_map(|_| r.receive_unicast(0, &l, 90, &mut rng)).map(|x| x.1).collect();
+            let late = got.iter().filter(|&&e| e > 0).count();
+            assert!(got.iter().all(|&e| e == 0 || e >= NETWORK_TRANSMIT_INTERVAL_US), "a repeat comes 20 ms on");
+            (got.len() as f64 / 4_000.0, late, r.transmissions(true), r.transmissions(false))
+        };
+        let (p, late, on_air, broadcast) = rate(1);
+        assert!((0.27..=0.33).contains(&p) && late == 0 && on_air == 1 && broadcast == 1, "{p} {late}");
+        // Three copies at 0.3 each: 1 − 0.7³ ≈ 0.66, over half of them late.
+        let (p, late, on_air, broadcast) = rate(3);
+        assert!((0.62..=0.70).contains(&p), "{p}");
+        assert!(late > 1_000 && on_air == 3 && broadcast == 1, "{late} {on_air}");
     }
 
     #[test]

@@ -219,6 +219,11 @@ pub struct RadioConfig {
     /// `relay_ttl − hops` > 0, so frames reach `relay_ttl + 1` radio hops.
     /// 0 (the default here) turns relaying off.
     pub relay_ttl: u8,
+    /// BLE Mesh network-layer transmissions of each unicast frame
+    /// (Network Transmit Count + 1), [`crate::radio::NETWORK_TRANSMIT_INTERVAL_US`]
+    /// plus an advertising delay apart; the receiver keeps the first copy it
+    /// hears (its relay cache drops the rest). 1 sends each unicast once.
+    pub ble_unicast_transmits: u8,
     /// Bearer between ESP32-class nodes: BLE (default) or ESP-NOW.
     pub bearer: Bearer,
     /// ESP-NOW settings, for `bearer: EspNow`.
@@ -228,6 +233,9 @@ pub struct RadioConfig {
     /// LoRa range with SF12, m.
     pub lora_range_m: f64,
 }
+
+/// [`RadioConfig::ble_unicast_transmits`] when a file gives none.
+pub const DEFAULT_UNICAST_TRANSMITS: u8 = 1;
 
 impl Default for RadioConfig {
     fn default() -> Self {
@@ -245,6 +253,7 @@ impl Default for RadioConfig {
             legacy_interval_ms: 100,
             reassembly_timeout_ms: 500,
             relay_ttl: 0,
+            ble_unicast_transmits: DEFAULT_UNICAST_TRANSMITS,
             bearer: Bearer::Ble,
             esp_now: EspNowConfig::default(),
             lora_duty_cycle: 0.01,
@@ -915,6 +924,12 @@ impl Scenario {
                 r.legacy_interval_ms
             ));
         }
+        if !(1..=8).contains(&r.ble_unicast_transmits) {
+            return Err(format!(
+                "`radio.ble_unicast_transmits` is {}: give 1 to 8 (BLE Mesh Network Transmit Count 0..7, plus one)",
+                r.ble_unicast_transmits
+            ));
+        }
         if !(1..=60_000).contains(&r.reassembly_timeout_ms) {
             return Err(format!("`radio.reassembly_timeout_ms` is {}: give 1 to 60000 ms", r.reassembly_timeout_ms));
         }
@@ -1198,6 +1213,10 @@ mod tests {
         refused(fault, "a fault starts at 600 s");
         let late = MINI.replace("nodes:", "expect: [ConsensusError(max: 1.0, after_s: 60)],\n        nodes:");
         refused(late, "looks from 60 s");
+        for n in [0, 9] {
+            let radio = MINI.replace("nodes:", &format!("radio: (ble_unicast_transmits: {n}),\n        nodes:"));
+            refused(radio, "Network Transmit Count");
+        }
     }
 
     #[test]

@@ -546,7 +546,7 @@ impl SimModel {
             }
         }
         let airtime = self.radio.frame_airtime_us(frame.len());
-        n.log.ble_airtime_us += airtime;
+        n.log.ble_airtime_us += airtime * self.radio.transmissions(only.is_some());
         let bytes: Arc<[u8]> = Arc::from(frame);
         let timing = self.radio.frame_timing(frame.len(), &mut n.radio_rng);
         let lat = timing.latency_us;
