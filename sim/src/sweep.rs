@@ -77,6 +77,7 @@ pub const PARAMS: &[(&str, &str)] = &[
     ("tx_power_dbm", "Nano transmit power, dBm"),
     ("shadowing_sd_db", "static shadowing σ per link, dB"),
     ("fading_sd_db", "per-packet fading σ, dB"),
+    ("ble_unicast_transmits", "BLE Mesh transmissions of each unicast, 1 to 8"),
 ];
 
 fn known_params() -> String {
@@ -210,6 +211,11 @@ pub fn apply(s: &mut Scenario, name: &str, v: f64) -> Result<(), SweepError> {
         }
         "fading_sd_db" => {
             s.radio.fading_sd_db = v;
+            touched = 1;
+        }
+        "ble_unicast_transmits" => {
+            // Out of u8's range is the validator's "give 1 to 8", not a wrap.
+            s.radio.ble_unicast_transmits = u8::try_from(whole(name, v)?).unwrap_or(u8::MAX);
             touched = 1;
         }
         other => return Err(SweepError::UnknownParam(other.to_string())),
@@ -646,6 +652,12 @@ mod tests {
         assert_eq!(s.duration_s, 120);
         assert!(matches!(apply(&mut s, "duration_s", 0.0), Err(SweepError::BadValue { .. })));
         assert!(matches!(apply(&mut s, "attack.rate_per_s", 3.0), Err(SweepError::NoEffect(_))));
+        let mut s = Scenario::parse(S, "s.ron").unwrap();
+        apply(&mut s, "ble_unicast_transmits", 3.0).unwrap();
+        assert_eq!(s.radio.ble_unicast_transmits, 3);
+        for bad in [0.0, 9.0, 300.0, -1.0] {
+            assert!(matches!(apply(&mut s, "ble_unicast_transmits", bad), Err(SweepError::BadValue { .. })), "{bad}");
+        }
     }
 
     #[test]
