@@ -199,6 +199,22 @@ pub struct CheckRow {
     pub higher_is_better: bool,
 }
 
+/// One run's verdicts as rows: `results` are [`evaluate`]'s, in the order
+/// of `s.expect`.
+pub fn rows(s: &Scenario, file: &str, seed: u64, results: Vec<ExpectationResult>) -> Vec<CheckRow> {
+    results
+        .into_iter()
+        .zip(&s.expect)
+        .map(|(result, e)| CheckRow {
+            file: file.to_string(),
+            scenario: s.name.clone(),
+            seed,
+            result,
+            higher_is_better: higher_is_better(e),
+        })
+        .collect()
+}
+
 /// A plain-text table of `rows` (all of them, or only the misses).
 pub fn table(rows: &[CheckRow], misses_only: bool) -> String {
     let shown: Vec<&CheckRow> = rows.iter().filter(|r| !misses_only || !r.result.pass).collect();

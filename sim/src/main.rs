@@ -494,17 +494,7 @@ fn execute(
         m.summary_hash = run.hash.clone();
         let mut text_out = run.summary.table(Some(&run.timing), &run.hash);
         if !results.is_empty() {
-            let rows: Vec<CheckRow> = results
-                .iter()
-                .zip(&s.expect)
-                .map(|(r, e)| CheckRow {
-                    file: String::new(),
-                    scenario: s.name.clone(),
-                    seed: m.seed,
-                    result: r.clone(),
-                    higher_is_better: check::higher_is_better(e),
-                })
-                .collect();
+            let rows = check::rows(&s, "", m.seed, results.clone());
             text_out.push('\n');
             text_out.push_str(&check::table(&rows, false));
         }
@@ -610,18 +600,7 @@ fn cmd_check(paths: &[PathBuf], jobs: Option<usize>, firmware: FirmwareKind, opt
         if let Some(pb) = &pb {
             pb.inc(1);
         }
-        let file = f.display().to_string();
-        Ok(res
-            .into_iter()
-            .zip(&s.expect)
-            .map(|(result, e)| CheckRow {
-                file: file.clone(),
-                scenario: s.name.clone(),
-                seed,
-                result,
-                higher_is_better: check::higher_is_better(e),
-            })
-            .collect())
+        Ok(check::rows(s, &f.display().to_string(), seed, res))
     });
     if let Some(pb) = &pb {
         pb.finish_and_clear();
